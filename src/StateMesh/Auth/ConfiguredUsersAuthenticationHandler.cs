@@ -1,0 +1,33 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Options;
+
+namespace StateMesh.Auth;
+
+/// <summary>
+/// Users from <see cref="StateMeshOptions.Users"/>. Passes (returns null) for a username it does not know,
+/// so that a later handler may answer; refuses a known user with a wrong password.
+/// </summary>
+internal sealed class ConfiguredUsersAuthenticationHandler(IOptions<StateMeshOptions> options) : IAuthenticationHandler
+{
+    private readonly Dictionary<string, StateMeshUserOptions> _users = options.Value.Users;
+
+    public ValueTask<AuthenticationResult?> AuthenticateAsync(AuthenticationContext context, CancellationToken cancellationToken)
+    {
+        var username = context.GetString("username");
+        if (username is null || !_users.TryGetValue(username, out var user))
+        {
+            return ValueTask.FromResult<AuthenticationResult?>(null);
+        }
+        var password = context.GetString("password") ?? string.Empty;
+        var valid = user.PasswordHash is not null
+            ? PasswordHash.Verify(password, user.PasswordHash)
+            : user.Password is not null && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                System.Text.Encoding.UTF8.GetBytes(password), System.Text.Encoding.UTF8.GetBytes(user.Password));
+        var result = valid
+            ? AuthenticationResult.Success(username, ParseJson(user.ClientData), ParseJson(user.ServerData))
+            : AuthenticationResult.Failure();
+        return ValueTask.FromResult<AuthenticationResult?>(result);
+    }
+
+    private static JsonNode? ParseJson(string? json) => json is null ? null : JsonNode.Parse(json);
+}

@@ -1,0 +1,30 @@
+using Microsoft.Extensions.Logging;
+
+namespace StateMesh.Client;
+
+internal static partial class ClientLog
+{
+    [LoggerMessage(EventId = 100, EventName = "ConnectionLost", Level = LogLevel.Warning, Message = "Connection to {Address} lost; reconnecting")]
+    public static partial void ConnectionLost(ILogger logger, string address, Exception? exception);
+
+    [LoggerMessage(EventId = 101, EventName = "Reconnected", Level = LogLevel.Information, Message = "Reconnected to {Address} after {Attempts} attempts")]
+    public static partial void Reconnected(ILogger logger, string address, int attempts);
+
+    [LoggerMessage(EventId = 102, EventName = "ReconnectFailed", Level = LogLevel.Debug, Message = "Reconnect attempt {Attempt} to {Address} failed")]
+    public static partial void ReconnectFailed(ILogger logger, int attempt, string address, Exception exception);
+
+    [LoggerMessage(EventId = 103, EventName = "GaveUp", Level = LogLevel.Error, Message = "Gave up reconnecting to {Address} after {Attempts} attempts")]
+    public static partial void GaveUp(ILogger logger, string address, int attempts);
+
+    [LoggerMessage(EventId = 104, EventName = "NodeError", Level = LogLevel.Warning, Message = "The node answered with an error: {Message}")]
+    public static partial void NodeError(ILogger logger, string message);
+
+    [LoggerMessage(EventId = 105, EventName = "BadPayload", Level = LogLevel.Warning, Message = "An event on '{Name}' did not deserialize as {Type}; skipped")]
+    public static partial void BadPayload(ILogger logger, string name, string type, Exception exception);
+
+    [LoggerMessage(EventId = 106, EventName = "HeartbeatTimeout", Level = LogLevel.Warning, Message = "No message from {Address} for {Silence}; reconnecting")]
+    public static partial void HeartbeatTimeout(ILogger logger, string address, TimeSpan silence);
+
+    [LoggerMessage(EventId = 107, EventName = "ReauthenticationFailed", Level = LogLevel.Error, Message = "The node at {Address} refused the login on reconnect; giving up")]
+    public static partial void ReauthenticationFailed(ILogger logger, string address);
+}

@@ -1,0 +1,440 @@
+using System.Collections.Concurrent;
+using System.Reactive.Linq;
+using System.Reactive.Subjects;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using StateMesh.Protocol;
+using StateMesh.Transport;
+
+namespace StateMesh.Client;
+
+/// <summary>
+/// A client of a StateMesh node. The URI picks the transport: <c>tcp://host:6021</c> or <c>inproc://name</c>.
+/// Reconnects with backoff after a loss, logs in again, and resubscribes.
+/// </summary>
+public sealed class StateMeshClient : IStateMeshClient
+{
+    internal const string SdkType = "dotnet";
+    internal const string ProtocolVersion = "0.1a";
+    private static readonly string SdkVersion = typeof(StateMeshClient).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+
+    private readonly Uri _uri;
+    private readonly ReadOnlyMemory<byte> _authData;
+    private readonly StateMeshClientOptions _options;
+    private readonly ILogger _logger;
+    private readonly BehaviorSubject<ConnectionState> _states = new(ConnectionState.Closed);
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<Message>> _pendingAcks = new(StringComparer.Ordinal);
+    private readonly List<(Message Message, TaskCompletionSource Sent)> _offline = [];
+    private readonly CancellationTokenSource _closing = new();
+    private readonly object _gate = new();
+    private readonly EventsClient _events;
+    private readonly ITimer _heartbeat;
+    private ClientLink? _link;
+    private bool _open;
+    private long _limboUntil;
+    private ITimer? _limboTimer;
+    private TaskCompletionSource<Message>? _handshake;
+    private TaskCompletionSource<Message>? _login;
+    private int _correlation;
+    private JsonElement? _clientData;
+
+    internal StateMeshClient(Uri uri, ReadOnlyMemory<byte> authData, StateMeshClientOptions options)
+    {
+        _uri = uri;
+        _authData = authData;
+        _options = options;
+        _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Client");
+        _events = new EventsClient(this);
+        _heartbeat = options.TimeProvider.CreateTimer(static s => ((StateMeshClient)s!).OnHeartbeat(), this, options.HeartbeatInterval, options.HeartbeatInterval);
+    }
+
+    /// <summary>Connects and logs in. Throws <see cref="StateMeshAuthenticationException"/> when the node refuses the login.</summary>
+    /// <param name="uri"><c>tcp://host:port</c> or <c>inproc://node-name</c>.</param>
+    /// <param name="authData">Login data, serialized as a JSON object (for example <c>new { username = "ana", password = "…" }</c>); null sends <c>{}</c>.</param>
+    /// <param name="options">Client settings.</param>
+    /// <param name="cancellationToken">Cancels the connect.</param>
+    public static Task<StateMeshClient> ConnectAsync(string uri, object? authData = null, StateMeshClientOptions? options = null, CancellationToken cancellationToken = default) =>
+        ConnectAsync(new Uri(uri), authData is null ? null : authData as JsonObject ?? JsonSerializer.SerializeToNode(authData, authData.GetType(), (options ?? DefaultOptions).SerializerOptions) as JsonObject
+            ?? throw new ArgumentException("Login data must serialize to a JSON object.", nameof(authData)), options, cancellationToken);
+
+    /// <summary>Connects and logs in with login data given as a JSON object.</summary>
+    public static async Task<StateMeshClient> ConnectAsync(Uri uri, JsonObject? authData, StateMeshClientOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var client = Create(uri, authData, options);
+        try
+        {
+            await client.OpenAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return client;
+    }
+
+    private static readonly StateMeshClientOptions DefaultOptions = new();
+
+    internal static StateMeshClient Create(Uri uri, JsonObject? authData, StateMeshClientOptions? options)
+    {
+        if (uri.Scheme is not ("tcp" or "inproc"))
+        {
+            throw new ArgumentException($"Unsupported address '{uri}': use tcp://host:port or inproc://node-name.", nameof(uri));
+        }
+        var auth = JsonSerializer.SerializeToUtf8Bytes(authData ?? new JsonObject(), StateMeshJsonContext.Default.JsonNode);
+        return new StateMeshClient(uri, auth, options ?? new StateMeshClientOptions());
+    }
+
+    /// <inheritdoc />
+    public ConnectionState ConnectionState => _states.Value;
+
+    /// <inheritdoc />
+    public IObservable<ConnectionState> ConnectionStates => _states.DistinctUntilChanged();
+
+    /// <inheritdoc />
+    public JsonElement? ClientData => _clientData;
+
+    /// <inheritdoc />
+    public IEventsClient Events => _events;
+
+    internal StateMeshClientOptions Options => _options;
+
+    internal ILogger Logger => _logger;
+
+    internal TimeProvider Time => _options.TimeProvider;
+
+    internal bool IsOpen => _open;
+
+    /// <summary>One lock for the connection and every topic's subscription state, so that (re)subscribing never races opening.</summary>
+    internal object Gate => _gate;
+
+    internal string NextCorrelationId() => Interlocked.Increment(ref _correlation).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>The first connect. Throws when it fails; no reconnect loop starts.</summary>
+    internal async Task OpenAsync(CancellationToken cancellationToken)
+    {
+        _states.OnNext(ConnectionState.Connecting);
+        lock (_gate)
+        {
+            EnterLimbo();
+        }
+        try
+        {
+            await EstablishAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (StateMeshAuthenticationException)
+        {
+            _states.OnNext(ConnectionState.AuthenticationFailed);
+            throw;
+        }
+        catch
+        {
+            _states.OnNext(ConnectionState.Closed);
+            throw;
+        }
+    }
+
+    private async Task<TransportConnection> ConnectTransportAsync(CancellationToken cancellationToken) => _uri.Scheme switch
+    {
+        "tcp" => await TcpTransport.ConnectAsync(_uri.Host, _uri.Port < 0 ? 6021 : _uri.Port, cancellationToken).ConfigureAwait(false),
+        _ => InMemoryTransport.Connect(_uri.Host),
+    };
+
+    private async Task EstablishAsync(CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closing.Token);
+        timeout.CancelAfter(_options.ConnectTimeout);
+        var transport = await ConnectTransportAsync(timeout.Token).ConfigureAwait(false);
+        var link = new ClientLink(transport, NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize);
+        var handshake = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var login = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate)
+        {
+            _link = link;
+            _handshake = handshake;
+            _login = login;
+        }
+        link.Start();
+        _ = link.Closed.ContinueWith(t => OnLinkClosed(link, t.Exception?.GetBaseException()), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        try
+        {
+            link.TrySend(new Message
+            {
+                Topic = Topic.Connection, Action = (int)ConnectionAction.Challenge, Url = _uri.ToString(),
+                ProtocolVersion = ProtocolVersion, SdkVersion = SdkVersion, SdkType = SdkType,
+            });
+            var reply = await handshake.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            if (reply.Action != (int)ConnectionAction.Accept)
+            {
+                throw new StateMeshException($"The node did not accept the connection ({ActionNames.Of(Topic.Connection, reply.Action)}).");
+            }
+            _states.OnNext(ConnectionState.Authenticating);
+            link.TrySend(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = _authData });
+            var result = await login.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            if (result.Action != (int)AuthAction.AuthSuccessful)
+            {
+                var reason = result.Data is { } d ? System.Text.Encoding.UTF8.GetString(d.Span) : null;
+                var tooMany = result.Action == (int)AuthAction.TooManyAuthAttempts;
+                throw new StateMeshAuthenticationException(
+                    tooMany ? "The node refused the login and closed the connection after too many attempts." : $"The node refused the login{(reason is null ? "" : ": " + reason)}. Check the username and password.",
+                    reason, tooMany);
+            }
+            _clientData = result.Data is { } data ? JsonDocument.Parse(data).RootElement.Clone() : null;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && !_closing.IsCancellationRequested)
+        {
+            await link.DisposeAsync().ConfigureAwait(false);
+            throw new TimeoutException($"The node at {_uri} did not complete the handshake and login within {_options.ConnectTimeout}.");
+        }
+        catch
+        {
+            await link.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        List<(Message Message, TaskCompletionSource Sent)> queued;
+        lock (_gate)
+        {
+            if (_link != link)
+            {
+                throw new StateMeshException($"The connection to {_uri} was lost during login.");
+            }
+            _open = true;
+            _events.OnOpened(link);
+            queued = [.. _offline];
+            _offline.Clear();
+            _limboTimer?.Dispose();
+            _limboTimer = null;
+            foreach (var (message, sent) in queued)
+            {
+                link.TrySend(message);
+                sent.TrySetResult();
+            }
+        }
+        _states.OnNext(ConnectionState.Open);
+    }
+
+    private void OnMessage(Message message)
+    {
+        if (message.IsAck && message.CorrelationId is not null && _pendingAcks.TryRemove(AckKey(message.Topic, message.Action, message.CorrelationId), out var ack))
+        {
+            ack.TrySetResult(message);
+            return;
+        }
+        switch (message.Topic)
+        {
+            case Topic.Connection:
+                switch ((ConnectionAction)message.Action)
+                {
+                    case ConnectionAction.Accept:
+                    case ConnectionAction.Reject:
+                    case ConnectionAction.Redirect:
+                        _handshake?.TrySetResult(message);
+                        break;
+                    case ConnectionAction.Closing:
+                        // The node is stopping: drop this link and reconnect.
+                        _ = _link?.DisposeAsync().AsTask();
+                        break;
+                }
+                break;
+            case Topic.Auth:
+                _login?.TrySetResult(message);
+                break;
+            case Topic.Event:
+                _events.Handle(message);
+                break;
+            default:
+                if (message.IsError)
+                {
+                    ClientLog.NodeError(_logger, message.ToString());
+                }
+                break;
+        }
+    }
+
+    private void OnLinkClosed(ClientLink link, Exception? error)
+    {
+        bool reconnect;
+        lock (_gate)
+        {
+            if (_link != link)
+            {
+                return;
+            }
+            _link = null;
+            var wasOpen = _open;
+            _open = false;
+            _handshake?.TrySetException(new IOException($"The connection to {_uri} was lost."));
+            _login?.TrySetException(new IOException($"The connection to {_uri} was lost."));
+            foreach (var key in _pendingAcks.Keys)
+            {
+                if (_pendingAcks.TryRemove(key, out var pending))
+                {
+                    pending.TrySetException(new StateMeshException($"The connection to {_uri} was lost before the node acknowledged."));
+                }
+            }
+            reconnect = wasOpen && !_closing.IsCancellationRequested;
+            if (reconnect)
+            {
+                EnterLimbo();
+            }
+        }
+        if (reconnect)
+        {
+            ClientLog.ConnectionLost(_logger, _uri.ToString(), error);
+            _states.OnNext(ConnectionState.Reconnecting);
+            _ = Task.Run(ReconnectLoopAsync);
+        }
+    }
+
+    /// <summary>Starts the offline window: sends are queued until it ends, then fail. Called under the gate.</summary>
+    private void EnterLimbo()
+    {
+        _limboUntil = Time.GetTimestamp() + (long)(_options.OfflineBufferTimeout.TotalSeconds * Time.TimestampFrequency);
+        _limboTimer?.Dispose();
+        _limboTimer = Time.CreateTimer(static s => ((StateMeshClient)s!).FailOffline(), this, _options.OfflineBufferTimeout, Timeout.InfiniteTimeSpan);
+    }
+
+    private async Task ReconnectLoopAsync()
+    {
+        for (var attempt = 0; attempt < _options.MaxReconnectAttempts; attempt++)
+        {
+            var delay = TimeSpan.FromTicks(Math.Min(_options.MaxReconnectInterval.Ticks, _options.ReconnectIntervalIncrement.Ticks * attempt));
+            try
+            {
+                if (delay > TimeSpan.Zero)
+                {
+                    await Task.Delay(delay, Time, _closing.Token).ConfigureAwait(false);
+                }
+                _states.OnNext(ConnectionState.Connecting);
+                await EstablishAsync(_closing.Token).ConfigureAwait(false);
+                ClientLog.Reconnected(_logger, _uri.ToString(), attempt + 1);
+                return;
+            }
+            catch (OperationCanceledException) when (_closing.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (StateMeshAuthenticationException)
+            {
+                ClientLog.ReauthenticationFailed(_logger, _uri.ToString());
+                _states.OnNext(ConnectionState.AuthenticationFailed);
+                FailOffline();
+                return;
+            }
+            catch (Exception ex)
+            {
+                ClientLog.ReconnectFailed(_logger, attempt + 1, _uri.ToString(), ex);
+                _states.OnNext(ConnectionState.Reconnecting);
+            }
+        }
+        ClientLog.GaveUp(_logger, _uri.ToString(), _options.MaxReconnectAttempts);
+        _states.OnNext(ConnectionState.Failed);
+        FailOffline();
+    }
+
+    private void FailOffline()
+    {
+        List<(Message Message, TaskCompletionSource Sent)> failed;
+        lock (_gate)
+        {
+            failed = [.. _offline];
+            _offline.Clear();
+        }
+        foreach (var (message, sent) in failed)
+        {
+            sent.TrySetException(new StateMeshOfflineException(
+                $"{ActionNames.Of(message.Topic, message.Action)} '{message.Name}' was not sent: the client stayed offline longer than the offline buffer ({_options.OfflineBufferTimeout})."));
+        }
+    }
+
+    private void OnHeartbeat()
+    {
+        ClientLink? link;
+        lock (_gate)
+        {
+            link = _open ? _link : null;
+        }
+        if (link is null)
+        {
+            return;
+        }
+        var silence = link.SinceLastMessage;
+        if (silence > 2 * _options.HeartbeatInterval)
+        {
+            ClientLog.HeartbeatTimeout(_logger, _uri.ToString(), silence);
+            _ = link.DisposeAsync().AsTask();
+            return;
+        }
+        link.TrySend(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Ping });
+    }
+
+    /// <summary>Sends now when open; while reconnecting within the offline window, queues; otherwise fails.</summary>
+    internal Task SendOrQueue(Message message)
+    {
+        lock (_gate)
+        {
+            if (_open && _link is { } link && link.TrySend(message))
+            {
+                return Task.CompletedTask;
+            }
+            if (!_closing.IsCancellationRequested && Time.GetTimestamp() < _limboUntil)
+            {
+                var sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _offline.Add((message, sent));
+                return sent.Task;
+            }
+        }
+        return Task.FromException(new StateMeshOfflineException(
+            $"{ActionNames.Of(message.Topic, message.Action)} '{message.Name}' was not sent: the client is {_states.Value}, not connected to {_uri}."));
+    }
+
+    /// <summary>Sends when open (else drops: subscriptions are re-sent on reconnect).</summary>
+    internal bool TrySendIfOpen(Message message)
+    {
+        lock (_gate)
+        {
+            return _open && _link is { } link && link.TrySend(message);
+        }
+    }
+
+    internal Task<Message> WaitForAckAsync(Topic topic, int action, string correlationId, CancellationToken cancellationToken)
+    {
+        var tcs = _pendingAcks.GetOrAdd(AckKey(topic, action, correlationId), static _ => new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously));
+        return tcs.Task.WaitAsync(_options.AckTimeout, Time, cancellationToken);
+    }
+
+    private static string AckKey(Topic topic, int action, string correlationId) => $"{(int)topic}/{action}/{correlationId}";
+
+    /// <inheritdoc />
+    public async Task CloseAsync(CancellationToken cancellationToken = default)
+    {
+        if (_closing.IsCancellationRequested)
+        {
+            return;
+        }
+        await _closing.CancelAsync().ConfigureAwait(false);
+        ClientLink? link;
+        lock (_gate)
+        {
+            link = _link;
+            _open = false;
+        }
+        if (link is not null)
+        {
+            await link.DisposeAsync().ConfigureAwait(false);
+        }
+        FailOffline();
+        _states.OnNext(ConnectionState.Closed);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await CloseAsync().ConfigureAwait(false);
+        await _heartbeat.DisposeAsync().ConfigureAwait(false);
+        _limboTimer?.Dispose();
+        _states.OnCompleted();
+    }
+}

@@ -1,0 +1,41 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+
+namespace StateMesh.Client;
+
+/// <summary>Settings of a client. Defaults are those of deepstream's JavaScript client.</summary>
+public sealed class StateMeshClientOptions
+{
+    /// <summary>Serializer settings for typed values (web defaults: camelCase).</summary>
+    public JsonSerializerOptions SerializerOptions { get; set; } = new(JsonSerializerDefaults.Web);
+
+    /// <summary>The client pings this often; a node silent for twice this long counts as lost.</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Reconnect delay grows by this much per attempt (the first retry is immediate).</summary>
+    public TimeSpan ReconnectIntervalIncrement { get; set; } = TimeSpan.FromSeconds(4);
+
+    /// <summary>The longest reconnect delay.</summary>
+    public TimeSpan MaxReconnectInterval { get; set; } = TimeSpan.FromSeconds(180);
+
+    /// <summary>Reconnect attempts after a loss before the client gives up (state <see cref="ConnectionState.Failed"/>).</summary>
+    public int MaxReconnectAttempts { get; set; } = 5;
+
+    /// <summary>After a loss, emits are queued this long; then they fail with <see cref="StateMeshOfflineException"/>.</summary>
+    public TimeSpan OfflineBufferTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long to wait for the node to acknowledge a subscription.</summary>
+    public TimeSpan AckTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long the handshake and login may take.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The largest frame the client accepts from a node.</summary>
+    public int MaxMessageSize { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>Time for heartbeats, backoff and timeouts.</summary>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>Where the client logs.</summary>
+    public ILoggerFactory? LoggerFactory { get; set; }
+}

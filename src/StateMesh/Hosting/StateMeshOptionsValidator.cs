@@ -1,0 +1,65 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using StateMesh.Auth;
+
+namespace StateMesh.Hosting;
+
+/// <summary>Checks what data annotations cannot: users, JSON, and positive timeouts.</summary>
+internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOptions>
+{
+    public ValidateOptionsResult Validate(string? name, StateMeshOptions options)
+    {
+        var errors = new List<string>();
+        Positive(errors, "StateMesh:HeartbeatInterval", options.HeartbeatInterval);
+        Positive(errors, "StateMesh:UnauthenticatedTimeout", options.UnauthenticatedTimeout);
+        Positive(errors, "StateMesh:Rpc:AckTimeout", options.Rpc.AckTimeout);
+        Positive(errors, "StateMesh:Rpc:ResponseTimeout", options.Rpc.ResponseTimeout);
+        Positive(errors, "StateMesh:Listen:ResponseTimeout", options.Listen.ResponseTimeout);
+        if (string.IsNullOrWhiteSpace(options.NodeName))
+        {
+            errors.Add("StateMesh:NodeName must not be empty.");
+        }
+        if (options.Tcp.Enabled && !System.Net.IPAddress.TryParse(options.Tcp.Host == "localhost" ? "127.0.0.1" : options.Tcp.Host, out _))
+        {
+            errors.Add($"StateMesh:Tcp:Host '{options.Tcp.Host}' is not an IP address.");
+        }
+        foreach (var (user, u) in options.Users)
+        {
+            if (u.PasswordHash is null && u.Password is null)
+            {
+                errors.Add($"StateMesh:Users:{user} needs a PasswordHash (or a Password).");
+            }
+            if (u.PasswordHash is not null && !PasswordHash.IsWellFormed(u.PasswordHash))
+            {
+                errors.Add($"StateMesh:Users:{user}:PasswordHash is not a hash made by 'StateMesh.Server hash'.");
+            }
+            Json(errors, $"StateMesh:Users:{user}:ClientData", u.ClientData);
+            Json(errors, $"StateMesh:Users:{user}:ServerData", u.ServerData);
+        }
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void Positive(List<string> errors, string key, TimeSpan value)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            errors.Add($"{key} must be positive (it is {value}).");
+        }
+    }
+
+    private static void Json(List<string> errors, string key, string? json)
+    {
+        if (json is null)
+        {
+            return;
+        }
+        try
+        {
+            using var _ = JsonDocument.Parse(json);
+        }
+        catch (JsonException ex)
+        {
+            errors.Add($"{key} is not valid JSON: {ex.Message}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using StateMesh;
+using StateMesh.Auth;
+using StateMesh.Client;
+using StateMesh.Hosting;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers StateMesh nodes and clients.</summary>
+public static class StateMeshServiceCollectionExtensions
+{
+    /// <summary>
+    /// Makes this host a StateMesh node: the node runs as a hosted service, <see cref="StateMeshNode"/> and an
+    /// in-process <see cref="IStateMeshClient"/> (no socket) are registered, and options are validated on start.
+    /// </summary>
+    public static IStateMeshBuilder AddStateMesh(this IServiceCollection services) => AddStateMesh(services, static _ => { });
+
+    /// <summary>Like <see cref="AddStateMesh(IServiceCollection)"/>, then configures the node.</summary>
+    public static IStateMeshBuilder AddStateMesh(this IServiceCollection services, Action<IStateMeshBuilder> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configure);
+        services.AddOptions<StateMeshOptions>().ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<StateMeshClientOptions>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StateMeshOptions>, StateMeshOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(sp => new StateMeshNode(
+            sp.GetRequiredService<IOptions<StateMeshOptions>>(),
+            sp.GetServices<IAuthenticationHandler>(),
+            sp.GetService<Logging.ILoggerFactory>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
+        services.TryAddSingleton<InProcessClientHolder>();
+        services.TryAddSingleton<IStateMeshClient>(sp => sp.GetRequiredService<InProcessClientHolder>().Client);
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StateMeshHostedService>());
+        var builder = new StateMeshBuilder(services);
+        configure(builder);
+        return builder;
+    }
+
+    /// <summary>
+    /// Registers an <see cref="IStateMeshClient"/> for a remote node, connected when the host starts.
+    /// </summary>
+    public static IServiceCollection AddStateMeshClient(this IServiceCollection services, Action<StateMeshRemoteClientOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddOptions<StateMeshRemoteClientOptions>().Configure(configure);
+        services.TryAddSingleton<RemoteClientHolder>();
+        services.TryAddSingleton<IStateMeshClient>(sp => sp.GetRequiredService<RemoteClientHolder>().Client);
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RemoteClientHostedService>());
+        return services;
+    }
+}
+
+/// <summary>Configures a node through its builder.</summary>
+public static class StateMeshBuilderExtensions
+{
+    /// <summary>Configures the node's options in code.</summary>
+    public static IStateMeshBuilder Configure(this IStateMeshBuilder builder, Action<StateMeshOptions> configure)
+    {
+        builder.Services.Configure(configure);
+        return builder;
+    }
+
+    /// <summary>
+    /// Binds the node's options from a configuration section (usually <c>configuration.GetSection("StateMesh")</c>).
+    /// A user's ClientData and ServerData may be JSON objects in the configuration or JSON text.
+    /// </summary>
+    public static IStateMeshBuilder BindConfiguration(this IStateMeshBuilder builder, IConfiguration section)
+    {
+        builder.Services.Configure<StateMeshOptions>(section);
+        builder.Services.PostConfigure<StateMeshOptions>(options =>
+        {
+            foreach (var user in section.GetSection("Users").GetChildren())
+            {
+                if (!options.Users.TryGetValue(user.Key, out var target))
+                {
+                    continue;
+                }
+                target.ClientData = JsonFromSection(user.GetSection("ClientData")) ?? target.ClientData;
+                target.ServerData = JsonFromSection(user.GetSection("ServerData")) ?? target.ServerData;
+            }
+        });
+        return builder;
+    }
+
+    /// <summary>Listens for native-protocol clients on TCP.</summary>
+    public static IStateMeshBuilder AddTcpEndpoint(this IStateMeshBuilder builder, int port = 6021, string host = "127.0.0.1") =>
+        builder.Configure(o =>
+        {
+            o.Tcp.Enabled = true;
+            o.Tcp.Port = port;
+            o.Tcp.Host = host;
+        });
+
+    /// <summary>Adds a user who logs in with a username and password (hashed with PBKDF2 here).</summary>
+    public static IStateMeshBuilder AddUser(this IStateMeshBuilder builder, string username, string password, JsonObject? clientData = null, JsonObject? serverData = null)
+    {
+        var hash = PasswordHash.Create(password);
+        return builder.Configure(o => o.Users[username] = new StateMeshUserOptions
+        {
+            PasswordHash = hash,
+            ClientData = clientData?.ToJsonString(),
+            ServerData = serverData?.ToJsonString(),
+        });
+    }
+
+    /// <summary>Adds an authentication handler to the chain (after configured users, before anonymous logins).</summary>
+    public static IStateMeshBuilder AddAuthenticationHandler<THandler>(this IStateMeshBuilder builder)
+        where THandler : class, IAuthenticationHandler
+    {
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IAuthenticationHandler, THandler>());
+        return builder;
+    }
+
+    /// <summary>Configures the in-process client.</summary>
+    public static IStateMeshBuilder ConfigureClient(this IStateMeshBuilder builder, Action<StateMeshClientOptions> configure)
+    {
+        builder.Services.Configure(configure);
+        return builder;
+    }
+
+    private static string? JsonFromSection(IConfigurationSection section)
+    {
+        if (section.Value is not null)
+        {
+            return section.Value;
+        }
+        var node = ToJson(section);
+        return node?.ToJsonString();
+    }
+
+    private static JsonNode? ToJson(IConfigurationSection section)
+    {
+        var children = section.GetChildren().ToList();
+        if (children.Count == 0)
+        {
+            return section.Value is null ? null : JsonValue.Create(section.Value);
+        }
+        var isArray = children.All(c => int.TryParse(c.Key, out _));
+        if (isArray)
+        {
+            var array = new JsonArray();
+            foreach (var child in children.OrderBy(c => int.Parse(c.Key, System.Globalization.CultureInfo.InvariantCulture)))
+            {
+                array.Add(ToJson(child));
+            }
+            return array;
+        }
+        var obj = new JsonObject();
+        foreach (var child in children)
+        {
+            obj[child.Key] = ToJson(child);
+        }
+        return obj;
+    }
+}

@@ -1,0 +1,86 @@
+using StateMesh.Protocol;
+
+namespace StateMesh.Server;
+
+/// <summary>Events: bulk subscribe and unsubscribe with acks, and emit to every subscriber but the sender.</summary>
+internal sealed class EventsTopic(NodeEngine node)
+{
+    private readonly SubscriptionRegistry _registry = new();
+
+    public SubscriptionRegistry Registry => _registry;
+
+    public void Handle(Session session, Message message)
+    {
+        switch ((EventAction)message.Action)
+        {
+            case EventAction.Emit:
+                if (string.IsNullOrEmpty(message.Name))
+                {
+                    session.SendError(message, (int)EventAction.InvalidMessageData, "EMIT needs an event name");
+                    return;
+                }
+                Fanout.Send(new Message { Topic = Topic.Event, Action = (int)EventAction.Emit, Name = message.Name, Data = message.Data }, _registry.Get(message.Name), session);
+                return;
+            case EventAction.Subscribe:
+            case EventAction.Unsubscribe:
+                HandleBulk(session, message);
+                return;
+            case EventAction.Listen:
+            case EventAction.Unlisten:
+            case EventAction.ListenAccept:
+            case EventAction.ListenReject:
+                session.SendError(message, (int)EventAction.Error, "event listening is not supported by this node yet");
+                return;
+            default:
+                node.UnknownAction(session, message);
+                return;
+        }
+    }
+
+    private void HandleBulk(Session session, Message message)
+    {
+        var subscribe = message.Action == (int)EventAction.Subscribe;
+        var names = message.Names ?? (message.Name is not null ? [message.Name] : null);
+        if (names is null || names.Length == 0)
+        {
+            session.SendError(message, (int)EventAction.InvalidMessageData, "SUBSCRIBE and UNSUBSCRIBE need names");
+            return;
+        }
+        foreach (var name in names)
+        {
+            if (string.IsNullOrEmpty(name))
+            {
+                session.SendError(message with { Name = name }, (int)EventAction.InvalidMessageData, "an event name must not be empty");
+                continue;
+            }
+            if (subscribe)
+            {
+                if (!session.EventSubscriptions.Add(name))
+                {
+                    session.SendError(new Message { Topic = Topic.Event, Action = message.Action, Name = name }, (int)EventAction.MultipleSubscriptions, null);
+                    continue;
+                }
+                _registry.Add(name, session);
+            }
+            else
+            {
+                if (!session.EventSubscriptions.Remove(name))
+                {
+                    session.SendError(new Message { Topic = Topic.Event, Action = message.Action, Name = name }, (int)EventAction.NotSubscribed, null);
+                    continue;
+                }
+                _registry.Remove(name, session);
+            }
+        }
+        session.Send(new Message { Topic = Topic.Event, Action = message.Action, CorrelationId = message.CorrelationId, IsAck = true });
+    }
+
+    public void RemoveSession(Session session)
+    {
+        foreach (var name in session.EventSubscriptions)
+        {
+            _registry.Remove(name, session);
+        }
+        session.EventSubscriptions.Clear();
+    }
+}

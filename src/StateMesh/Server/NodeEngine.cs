@@ -1,0 +1,136 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using StateMesh.Diagnostics;
+using StateMesh.Protocol;
+using StateMesh.Transport;
+
+namespace StateMesh.Server;
+
+/// <summary>The heart of a node: accepts connections, routes messages to topic handlers, tracks sessions.</summary>
+internal sealed class NodeEngine
+{
+    private readonly ConcurrentDictionary<long, Session> _sessions = new();
+    private readonly StateMeshMetrics _metrics;
+    private volatile bool _stopping;
+
+    public NodeEngine(StateMeshOptions options, Authenticator authenticator, ILogger logger, TimeProvider time, StateMeshMetrics metrics)
+    {
+        Options = options;
+        Authenticator = authenticator;
+        Logger = logger;
+        Time = time;
+        _metrics = metrics;
+        Events = new EventsTopic(this);
+    }
+
+    public StateMeshOptions Options { get; }
+
+    public Authenticator Authenticator { get; }
+
+    public ILogger Logger { get; }
+
+    public TimeProvider Time { get; }
+
+    public EventsTopic Events { get; }
+
+    public int SessionCount => _sessions.Count;
+
+    public IEnumerable<Session> Sessions => _sessions.Values;
+
+    public bool Accept(TransportConnection transport, IMessageCodec codec)
+    {
+        if (_stopping)
+        {
+            return false;
+        }
+        var session = new Session(this, transport, codec);
+        _sessions[session.Id] = session;
+        _metrics.Connections.Add(1, new KeyValuePair<string, object?>("transport", transport.TransportName));
+        _ = Task.Run(session.RunAsync);
+        return true;
+    }
+
+    public void Dispatch(Session session, Message message)
+    {
+        switch (message.Topic)
+        {
+            case Topic.Event:
+                Events.Handle(session, message);
+                break;
+            case Topic.Record:
+            case Topic.Rpc:
+            case Topic.Presence:
+                session.SendError(message, 1, $"the {message.Topic} topic is not supported by this node yet");
+                break;
+            default:
+                _metrics.Errors.Add(1, new KeyValuePair<string, object?>("topic", "Parser"), new KeyValuePair<string, object?>("action", nameof(ParserAction.UnknownTopic)));
+                session.Send(new Message
+                {
+                    Topic = Topic.Parser,
+                    Action = (int)ParserAction.UnknownTopic,
+                    IsError = true,
+                    OriginalTopic = message.Topic,
+                    OriginalAction = message.Action,
+                    Data = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes($"unknown topic {(int)message.Topic}", StateMeshJsonContext.Default.String),
+                });
+                break;
+        }
+    }
+
+    public void UnknownAction(Session session, Message message)
+    {
+        NodeLog.UnknownAction(Logger, session.Id, message.Topic, message.Action);
+        CountError(Topic.Parser, (int)ParserAction.UnknownAction);
+        session.Send(new Message
+        {
+            Topic = Topic.Parser,
+            Action = (int)ParserAction.UnknownAction,
+            IsError = true,
+            OriginalTopic = message.Topic,
+            OriginalAction = message.Action,
+            Data = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes($"unknown action {message.Action} on topic {message.Topic}", StateMeshJsonContext.Default.String),
+        });
+    }
+
+    public void OnSessionClosed(Session session)
+    {
+        if (_sessions.TryRemove(session.Id, out _))
+        {
+            _metrics.Connections.Add(-1);
+            Events.RemoveSession(session);
+        }
+    }
+
+    public async Task StopAsync(TimeSpan drainTimeout)
+    {
+        _stopping = true;
+        var sessions = _sessions.Values.ToArray();
+        NodeLog.NodeStopping(Logger, sessions.Length);
+        foreach (var session in sessions)
+        {
+            session.Close(DisconnectReason.NodeStopping, new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Closing });
+        }
+        try
+        {
+            await Task.WhenAll(sessions.Select(s => s.Completion)).WaitAsync(drainTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            foreach (var session in sessions)
+            {
+                session.Abort(DisconnectReason.NodeStopping);
+            }
+        }
+    }
+
+    public void CountReceived() => _metrics.MessagesReceived.Add(1);
+
+    public void CountSent(int messages) => _metrics.MessagesSent.Add(messages);
+
+    public void CountError(Topic topic, int action) =>
+        _metrics.Errors.Add(1, new KeyValuePair<string, object?>("topic", topic.ToString()), new KeyValuePair<string, object?>("action", ActionNames.Of(topic, action)));
+
+    public void CountDisconnect(DisconnectReason reason) =>
+        _metrics.Disconnects.Add(1, new TagList { { "reason", reason.ToString() } });
+}

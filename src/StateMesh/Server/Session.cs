@@ -1,0 +1,374 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using StateMesh.Auth;
+using StateMesh.Diagnostics;
+using StateMesh.Protocol;
+using StateMesh.Transport;
+
+namespace StateMesh.Server;
+
+internal enum SessionState { AwaitingChallenge, AwaitingAuthentication, Open, Closed }
+
+/// <summary>
+/// One client connection on a node: handshake, login, heartbeat and limits, then messages handed to the
+/// topic handlers. One read loop processes messages in order; one writer loop drains the bounded outbound queue.
+/// </summary>
+internal sealed class Session
+{
+    private static long s_nextId;
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly NodeEngine _node;
+    private readonly TransportConnection _transport;
+    private readonly OutboundQueue _outbound;
+    private readonly CancellationTokenSource _abort = new();
+    private readonly TaskCompletionSource _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private ITimer? _authTimer;
+    private ITimer? _heartbeatTimer;
+    private int _closing;
+    private int _authAttempts;
+    private long _lastReceived;
+    private volatile SessionState _state = SessionState.AwaitingChallenge;
+
+    public Session(NodeEngine node, TransportConnection transport, IMessageCodec codec)
+    {
+        _node = node;
+        _transport = transport;
+        _outbound = new OutboundQueue(codec, node.Options.OutboundQueueCapacity);
+        Id = Interlocked.Increment(ref s_nextId);
+        _lastReceived = node.Time.GetTimestamp();
+    }
+
+    public long Id { get; }
+
+    public IMessageCodec Codec => _outbound.Codec;
+
+    public SessionState State => _state;
+
+    public string RemoteAddress => _transport.RemoteAddress;
+
+    public string? UserId { get; private set; }
+
+    public JsonNode? ServerData { get; private set; }
+
+    public DisconnectReason? CloseReason { get; private set; }
+
+    /// <summary>Event names this session subscribes to; touched only by its read loop.</summary>
+    public HashSet<string> EventSubscriptions { get; } = new(StringComparer.Ordinal);
+
+    public Task Completion => _completed.Task;
+
+    private ILogger Logger => _node.Logger;
+
+    public async Task RunAsync()
+    {
+        NodeLog.ConnectionOpened(Logger, Id, RemoteAddress, _transport.TransportName);
+        var options = _node.Options;
+        _authTimer = _node.Time.CreateTimer(static s => ((Session)s!).OnAuthTimeout(), this, options.UnauthenticatedTimeout, Timeout.InfiniteTimeSpan);
+        _heartbeatTimer = _node.Time.CreateTimer(static s => ((Session)s!).OnHeartbeatCheck(), this, options.HeartbeatInterval, options.HeartbeatInterval);
+        var writer = RunWriterAsync();
+        try
+        {
+            await ReadLoopAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            Close(DisconnectReason.TransportError);
+        }
+        catch (Exception ex)
+        {
+            NodeLog.SessionFailed(Logger, Id, ex);
+            Close(DisconnectReason.TransportError);
+        }
+        finally
+        {
+            Close(DisconnectReason.ClientClosed);
+            _state = SessionState.Closed;
+            _authTimer.Dispose();
+            _heartbeatTimer.Dispose();
+            _node.OnSessionClosed(this);
+            try
+            {
+                await writer.WaitAsync(DrainTimeout).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                await _abort.CancelAsync().ConfigureAwait(false);
+            }
+            await _transport.DisposeAsync().ConfigureAwait(false);
+            NodeLog.ConnectionClosed(Logger, Id, UserId, CloseReason ?? DisconnectReason.ClientClosed);
+            _completed.TrySetResult();
+        }
+    }
+
+    private async Task RunWriterAsync()
+    {
+        try
+        {
+            await _outbound.RunWriterAsync(_transport.Output, _node.CountSent, _abort.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
+        {
+            Close(DisconnectReason.TransportError);
+        }
+        finally
+        {
+            // The queue is drained (or the socket is gone): stop reading too.
+            _transport.Input.CancelPendingRead();
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        var input = _transport.Input;
+        var messages = new List<Message>();
+        var maxFrame = _node.Options.MaxMessageSize;
+        while (Volatile.Read(ref _closing) == 0)
+        {
+            var result = await input.ReadAsync(_abort.Token).ConfigureAwait(false);
+            if (result.IsCanceled)
+            {
+                return;
+            }
+            var buffer = result.Buffer;
+            try
+            {
+                while (Volatile.Read(ref _closing) == 0)
+                {
+                    var status = Framing.TryReadFrame(ref buffer, maxFrame, out var frame, out var declared);
+                    if (status == Framing.Status.NeedMore)
+                    {
+                        break;
+                    }
+                    if (status == Framing.Status.TooLarge)
+                    {
+                        NodeLog.FrameTooLarge(Logger, Id, declared, maxFrame);
+                        Send(ParserError(ParserAction.MaximumMessageSizeExceeded, $"a frame of {declared} bytes exceeds the maximum message size of {maxFrame} bytes"));
+                        Close(DisconnectReason.MessageTooLarge);
+                        // Nothing more is read from this connection; the whole rest of the input is dropped.
+                        buffer = buffer.Slice(buffer.End);
+                        return;
+                    }
+                    _lastReceived = _node.Time.GetTimestamp();
+                    messages.Clear();
+                    var error = Codec.ParseFrame(frame, messages);
+                    foreach (var message in messages)
+                    {
+                        var pending = ProcessAsync(message);
+                        if (!pending.IsCompletedSuccessfully)
+                        {
+                            await pending.ConfigureAwait(false);
+                        }
+                    }
+                    if (error is { } e)
+                    {
+                        NodeLog.ParseError(Logger, Id, e.Action.ToString(), e.Description);
+                        Send(ParserError(e.Action, e.Description));
+                    }
+                }
+            }
+            finally
+            {
+                input.AdvanceTo(buffer.Start, buffer.End);
+            }
+            if (result.IsCompleted)
+            {
+                return;
+            }
+        }
+    }
+
+    private ValueTask ProcessAsync(Message message)
+    {
+        _node.CountReceived();
+        switch (_state)
+        {
+            case SessionState.AwaitingChallenge:
+                if (message.Topic == Topic.Connection && message.Action == (int)ConnectionAction.Challenge)
+                {
+                    _state = SessionState.AwaitingAuthentication;
+                    Send(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Accept });
+                }
+                else if (!(message.Topic == Topic.Connection && message.Action == (int)ConnectionAction.Ping))
+                {
+                    SendError(new Message { Topic = Topic.Connection, Action = message.Action }, (int)ConnectionAction.InvalidMessage, "send CONNECTION CHALLENGE first");
+                }
+                return ValueTask.CompletedTask;
+            case SessionState.AwaitingAuthentication:
+                if (message.Topic == Topic.Auth && message.Action == (int)AuthAction.Request)
+                {
+                    return AuthenticateAsync(message);
+                }
+                if (message.Topic != Topic.Connection)
+                {
+                    SendError(new Message { Topic = Topic.Auth, Action = message.Action, OriginalTopic = message.Topic }, (int)AuthAction.InvalidMessage, "log in first (AUTH REQUEST)");
+                }
+                return ValueTask.CompletedTask;
+            case SessionState.Open:
+                if (message.Topic == Topic.Connection)
+                {
+                    if (message.Action == (int)ConnectionAction.Ping)
+                    {
+                        Send(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Pong });
+                    }
+                    else if (message.Action == (int)ConnectionAction.Closing)
+                    {
+                        Close(DisconnectReason.ClientClosed);
+                    }
+                    return ValueTask.CompletedTask;
+                }
+                _node.Dispatch(this, message);
+                return ValueTask.CompletedTask;
+            default:
+                return ValueTask.CompletedTask;
+        }
+    }
+
+    private async ValueTask AuthenticateAsync(Message message)
+    {
+        JsonDocument? document = null;
+        try
+        {
+            document = message.Data is { } data ? JsonDocument.Parse(data) : null;
+        }
+        catch (JsonException)
+        {
+        }
+        if (document is null || document.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            document?.Dispose();
+            SendError(new Message { Topic = Topic.Auth, Action = message.Action }, (int)AuthAction.InvalidMessageData, "login data must be a JSON object");
+            Close(DisconnectReason.ProtocolError);
+            return;
+        }
+        AuthenticationResult? result;
+        using (document)
+        {
+            try
+            {
+                result = await _node.Authenticator.AuthenticateAsync(new AuthenticationContext(document.RootElement, RemoteAddress), _abort.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                NodeLog.AuthHandlerFailed(Logger, Id, ex);
+                result = AuthenticationResult.Failure();
+            }
+        }
+        if (result.IsValid)
+        {
+            UserId = result.Id ?? OpenAuthenticationHandler.AnonymousId;
+            ServerData = result.ServerData;
+            _state = SessionState.Open;
+            _authTimer?.Dispose();
+            Send(new Message { Topic = Topic.Auth, Action = (int)AuthAction.AuthSuccessful, Data = ToJson(result.ClientData) });
+            return;
+        }
+        _authAttempts++;
+        NodeLog.AuthFailed(Logger, Id, RemoteAddress, _authAttempts);
+        if (_authAttempts >= _node.Options.MaxAuthAttempts)
+        {
+            NodeLog.TooManyAuthAttempts(Logger, Id, RemoteAddress);
+            Send(new Message { Topic = Topic.Auth, Action = (int)AuthAction.TooManyAuthAttempts, IsError = true });
+            Close(DisconnectReason.TooManyAuthAttempts);
+            return;
+        }
+        Send(new Message { Topic = Topic.Auth, Action = (int)AuthAction.AuthUnsuccessful, Data = ToJson(result.ClientData) });
+    }
+
+    private static ReadOnlyMemory<byte>? ToJson(JsonNode? node) => node is null ? null : JsonSerializer.SerializeToUtf8Bytes(node, StateMeshJsonContext.Default.JsonNode);
+
+    private void OnAuthTimeout()
+    {
+        if (_state is SessionState.AwaitingChallenge or SessionState.AwaitingAuthentication)
+        {
+            Send(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.AuthenticationTimeout, IsError = true });
+            Close(DisconnectReason.AuthenticationTimeout);
+        }
+    }
+
+    private void OnHeartbeatCheck()
+    {
+        var silence = _node.Time.GetElapsedTime(Volatile.Read(ref _lastReceived));
+        if (silence > 2 * _node.Options.HeartbeatInterval)
+        {
+            NodeLog.HeartbeatMissing(Logger, Id, UserId, silence);
+            Close(DisconnectReason.HeartbeatTimeout);
+        }
+    }
+
+    public ReadOnlyMemory<byte> Encode(Message message) => _outbound.Encode(message);
+
+    public bool Send(Message message) => SendEncoded(Encode(message));
+
+    /// <summary>Queues an encoded message; a full queue makes this a slow consumer, which is closed at once.</summary>
+    public bool SendEncoded(ReadOnlyMemory<byte> encoded)
+    {
+        if (Volatile.Read(ref _closing) != 0)
+        {
+            return false;
+        }
+        if (_outbound.TryEnqueue(encoded))
+        {
+            return true;
+        }
+        if (Volatile.Read(ref _closing) == 0)
+        {
+            NodeLog.SlowConsumer(Logger, Id, UserId, _outbound.Count, _node.Options.OutboundQueueCapacity);
+            Abort(DisconnectReason.SlowConsumer);
+        }
+        return false;
+    }
+
+    /// <summary>Sends an error reply for <paramref name="request"/>: same topic, the error action, the original action.</summary>
+    public void SendError(Message request, int errorAction, string? description)
+    {
+        _node.CountError(request.Topic, errorAction);
+        Send(new Message
+        {
+            Topic = request.Topic,
+            Action = errorAction,
+            Name = request.Name,
+            CorrelationId = request.CorrelationId,
+            IsError = true,
+            IsWriteAck = request.IsWriteAck,
+            OriginalAction = request.Action,
+            OriginalTopic = request.OriginalTopic,
+            Data = description is null ? null : JsonSerializer.SerializeToUtf8Bytes(description, StateMeshJsonContext.Default.String),
+        });
+    }
+
+    private Message ParserError(ParserAction action, string description)
+    {
+        _node.CountError(Topic.Parser, (int)action);
+        return new Message { Topic = Topic.Parser, Action = (int)action, IsError = true, Data = JsonSerializer.SerializeToUtf8Bytes(description, StateMeshJsonContext.Default.String) };
+    }
+
+    /// <summary>Closes after what is queued has been written (so a final message reaches the client).</summary>
+    public void Close(DisconnectReason reason, Message? finalMessage = null)
+    {
+        if (finalMessage is not null && Volatile.Read(ref _closing) == 0)
+        {
+            _outbound.TryEnqueue(Encode(finalMessage));
+        }
+        if (Interlocked.Exchange(ref _closing, 1) != 0)
+        {
+            return;
+        }
+        CloseReason = reason;
+        _node.CountDisconnect(reason);
+        _outbound.Complete();
+        _transport.Input.CancelPendingRead();
+    }
+
+    /// <summary>Closes without writing what is queued.</summary>
+    public void Abort(DisconnectReason reason)
+    {
+        Close(reason);
+        _abort.Cancel();
+        _transport.Output.CancelPendingFlush();
+    }
+}

@@ -1,0 +1,118 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using StateMesh.Auth;
+using StateMesh.Diagnostics;
+using StateMesh.Protocol;
+using StateMesh.Transport;
+
+namespace StateMesh;
+
+/// <summary>
+/// A StateMesh node: serves clients over its endpoints (in-process, and native TCP when enabled).
+/// In a generic host, <c>services.AddStateMesh()</c> runs it as a hosted service.
+/// </summary>
+public sealed class StateMeshNode : IAsyncDisposable
+{
+    private readonly StateMeshOptions _options;
+    private readonly ILogger _logger;
+    private readonly StateMeshMetrics _metrics;
+    private readonly Server.NodeEngine _engine;
+    private IDisposable? _inProcess;
+    private TcpListenerLoop? _tcp;
+    private int _state; // 0 new, 1 started, 2 stopped
+
+    /// <summary>Creates a node. Handlers are tried in order; configured users come first, anonymous logins last when allowed.</summary>
+    public StateMeshNode(
+        IOptions<StateMeshOptions> options,
+        IEnumerable<IAuthenticationHandler>? authenticationHandlers = null,
+        ILoggerFactory? loggerFactory = null,
+        TimeProvider? timeProvider = null,
+        System.Diagnostics.Metrics.IMeterFactory? meterFactory = null)
+    {
+        _options = options.Value;
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Node");
+        _metrics = new StateMeshMetrics(meterFactory);
+        var handlers = new List<IAuthenticationHandler>();
+        if (_options.Users.Count > 0)
+        {
+            handlers.Add(new ConfiguredUsersAuthenticationHandler(options));
+        }
+        handlers.AddRange(authenticationHandlers ?? []);
+        if (_options.AllowAnonymous ?? _options.Users.Count == 0)
+        {
+            handlers.Add(new OpenAuthenticationHandler());
+        }
+        _engine = new Server.NodeEngine(_options, new Server.Authenticator(handlers), _logger, timeProvider ?? TimeProvider.System, _metrics);
+    }
+
+    /// <summary>The node's options.</summary>
+    public StateMeshOptions Options => _options;
+
+    /// <summary>The address in-process clients use: <c>inproc://{NodeName}</c>.</summary>
+    public Uri InProcessAddress => new($"inproc://{_options.NodeName}");
+
+    /// <summary>The TCP endpoint actually bound (useful with port 0), or null when TCP is off or the node is not started.</summary>
+    public IPEndPoint? TcpEndPoint => _tcp?.LocalEndPoint;
+
+    /// <summary>The native TCP address clients use, or null.</summary>
+    public Uri? TcpAddress => TcpEndPoint is { } ep ? new Uri($"tcp://{ep.Address}:{ep.Port}") : null;
+
+    /// <summary>Open connections.</summary>
+    public int ConnectionCount => _engine.SessionCount;
+
+    internal Server.NodeEngine Engine => _engine;
+
+    /// <summary>Starts the endpoints.</summary>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
+        {
+            throw new InvalidOperationException("The node was already started.");
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        foreach (var (name, user) in _options.Users)
+        {
+            if (user.PasswordHash is null && user.Password is not null)
+            {
+                NodeLog.PlainTextPassword(_logger, name);
+            }
+        }
+        _inProcess = InMemoryTransport.Listen(_options.NodeName, connection => _engine.Accept(connection, NativeCodec.Instance));
+        if (_options.Tcp.Enabled)
+        {
+            var address = IPAddress.Parse(_options.Tcp.Host == "localhost" ? "127.0.0.1" : _options.Tcp.Host);
+            _tcp = new TcpListenerLoop(new IPEndPoint(address, _options.Tcp.Port), connection => _engine.Accept(connection, NativeCodec.Instance));
+            _tcp.Start();
+            NodeLog.Listening(_logger, _tcp.LocalEndPoint.ToString());
+        }
+        NodeLog.NodeStarted(_logger, _options.NodeName);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Accepts a connection from another transport (used by adapters such as WebSockets).</summary>
+    internal bool Accept(TransportConnection connection, IMessageCodec codec) => _engine.Accept(connection, codec);
+
+    /// <summary>Stops accepting, tells every client CLOSING, and waits for their queues to drain.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _state, 2) != 1)
+        {
+            return;
+        }
+        _inProcess?.Dispose();
+        if (_tcp is not null)
+        {
+            await _tcp.DisposeAsync().ConfigureAwait(false);
+        }
+        await _engine.StopAsync(TimeSpan.FromSeconds(5)).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        _metrics.Dispose();
+    }
+}

@@ -1,0 +1,48 @@
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+
+namespace StateMesh.Transport;
+
+/// <summary>Pairs of in-memory pipes: clients in the same process reach a node by name (inproc://name).</summary>
+internal static class InMemoryTransport
+{
+    private static readonly ConcurrentDictionary<string, Func<TransportConnection, bool>> Listeners = new(StringComparer.Ordinal);
+
+    public static IDisposable Listen(string name, Func<TransportConnection, bool> accept)
+    {
+        if (!Listeners.TryAdd(name, accept))
+        {
+            throw new InvalidOperationException($"An in-process node named '{name}' is already listening.");
+        }
+        return new Registration(name, accept);
+    }
+
+    public static TransportConnection Connect(string name)
+    {
+        if (!Listeners.TryGetValue(name, out var accept))
+        {
+            throw new IOException($"No in-process node named '{name}' is listening.");
+        }
+        var (client, server) = CreatePair($"inproc://{name}");
+        if (!accept(server))
+        {
+            throw new IOException($"The in-process node '{name}' is not accepting connections.");
+        }
+        return client;
+    }
+
+    public static (TransportConnection Client, TransportConnection Server) CreatePair(string address)
+    {
+        var options = new PipeOptions(pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false);
+        var toServer = new Pipe(options);
+        var toClient = new Pipe(options);
+        var client = new TransportConnection(toClient.Reader, toServer.Writer, address, "inproc");
+        var server = new TransportConnection(toServer.Reader, toClient.Writer, "inproc", "inproc");
+        return (client, server);
+    }
+
+    private sealed class Registration(string name, Func<TransportConnection, bool> accept) : IDisposable
+    {
+        public void Dispose() => Listeners.TryRemove(new KeyValuePair<string, Func<TransportConnection, bool>>(name, accept));
+    }
+}

@@ -1,0 +1,92 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Threading.Channels;
+using StateMesh.Protocol;
+
+namespace StateMesh.Transport;
+
+/// <summary>
+/// A bounded queue of encoded messages drained by one writer loop that packs them into few frames and
+/// flushes once per batch, so that many small messages cost few socket writes.
+/// </summary>
+internal sealed class OutboundQueue
+{
+    private const int MaxFrameBytes = 64 * 1024;
+    private const int MaxUnflushedBytes = 256 * 1024;
+    private readonly Channel<ReadOnlyMemory<byte>> _channel;
+    private readonly IMessageCodec _codec;
+
+    public OutboundQueue(IMessageCodec codec, int capacity)
+    {
+        _codec = codec;
+        _channel = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(capacity)
+        {
+            SingleReader = true,
+            SingleWriter = false,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+    }
+
+    public IMessageCodec Codec => _codec;
+
+    public int Count => _channel.Reader.Count;
+
+    /// <summary>False when the queue is full (a slow consumer) or completed.</summary>
+    public bool TryEnqueue(ReadOnlyMemory<byte> encodedMessage) => _channel.Writer.TryWrite(encodedMessage);
+
+    /// <summary>Waits for room; for clients, where the writer is the application and may wait.</summary>
+    public ValueTask EnqueueAsync(ReadOnlyMemory<byte> encodedMessage, CancellationToken cancellationToken) =>
+        _channel.Writer.WriteAsync(encodedMessage, cancellationToken);
+
+    /// <summary>No more messages: the writer loop drains what is queued, then ends.</summary>
+    public void Complete() => _channel.Writer.TryComplete();
+
+    public ReadOnlyMemory<byte> Encode(Message message)
+    {
+        var buffer = new ArrayBufferWriter<byte>(64);
+        _codec.WriteMessage(message, buffer);
+        return buffer.WrittenMemory;
+    }
+
+    /// <summary>Drains the queue into <paramref name="output"/> until completed or cancelled. Returns the number of frames written.</summary>
+    public async Task<long> RunWriterAsync(PipeWriter output, Action<int>? onMessagesWritten, CancellationToken cancellationToken)
+    {
+        var reader = _channel.Reader;
+        var perFrame = Math.Min(_codec.MaxMessagesPerFrame, 1024);
+        var batch = new ReadOnlyMemory<byte>[perFrame];
+        long frames = 0;
+        while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var unflushed = 0;
+            var messages = 0;
+            while (unflushed < MaxUnflushedBytes)
+            {
+                var count = 0;
+                var bytes = 0;
+                while (count < perFrame && bytes < MaxFrameBytes && reader.TryRead(out var item))
+                {
+                    batch[count++] = item;
+                    bytes += item.Length;
+                }
+                if (count == 0)
+                {
+                    break;
+                }
+                var span = batch.AsSpan(0, count);
+                Framing.WriteHeader(output, _codec.GetFrameLength(span));
+                _codec.WriteFrame(span, output);
+                span.Clear();
+                unflushed += bytes;
+                messages += count;
+                frames++;
+            }
+            var result = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            onMessagesWritten?.Invoke(messages);
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                break;
+            }
+        }
+        return frames;
+    }
+}

@@ -1,0 +1,96 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+
+namespace StateMesh.Transport;
+
+internal static class TcpTransport
+{
+    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true);
+    private static readonly StreamPipeWriterOptions WriterOptions = new(minimumBufferSize: 16 * 1024, leaveOpen: true);
+
+    public static TransportConnection FromSocket(Socket socket, string address)
+    {
+        socket.NoDelay = true;
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        return new TransportConnection(
+            PipeReader.Create(stream, ReaderOptions),
+            PipeWriter.Create(stream, WriterOptions),
+            address,
+            "tcp",
+            () =>
+            {
+                try { socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+                return stream.DisposeAsync();
+            });
+    }
+
+    public static async Task<TransportConnection> ConnectAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await socket.ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+        return FromSocket(socket, $"tcp://{host}:{port}");
+    }
+}
+
+/// <summary>Accepts TCP connections and hands each to the node.</summary>
+internal sealed class TcpListenerLoop : IAsyncDisposable
+{
+    private readonly Socket _socket;
+    private readonly Func<TransportConnection, bool> _accept;
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _loop;
+
+    public TcpListenerLoop(IPEndPoint endPoint, Func<TransportConnection, bool> accept)
+    {
+        _accept = accept;
+        _socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        _socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        _socket.Bind(endPoint);
+        _socket.Listen(512);
+        LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
+    }
+
+    public IPEndPoint LocalEndPoint { get; }
+
+    public void Start() => _loop = Task.Run(AcceptLoopAsync);
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _socket.AcceptAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) { return; }
+            catch (ObjectDisposedException) { return; }
+            catch (SocketException) { continue; }
+            var connection = TcpTransport.FromSocket(client, client.RemoteEndPoint?.ToString() ?? "tcp");
+            if (!_accept(connection))
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _socket.Dispose();
+        if (_loop is not null)
+        {
+            await _loop.ConfigureAwait(false);
+        }
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,41 @@
+using System.IO.Pipelines;
+
+namespace StateMesh.Transport;
+
+/// <summary>A duplex byte stream carrying length-prefixed frames: a TCP socket or an in-memory pipe pair.</summary>
+internal sealed class TransportConnection : IAsyncDisposable
+{
+    private readonly Func<ValueTask>? _onDispose;
+    private int _disposed;
+
+    public TransportConnection(PipeReader input, PipeWriter output, string remoteAddress, string transportName, Func<ValueTask>? onDispose = null)
+    {
+        Input = input;
+        Output = output;
+        RemoteAddress = remoteAddress;
+        TransportName = transportName;
+        _onDispose = onDispose;
+    }
+
+    public PipeReader Input { get; }
+
+    public PipeWriter Output { get; }
+
+    public string RemoteAddress { get; }
+
+    public string TransportName { get; }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+        await Output.CompleteAsync().ConfigureAwait(false);
+        await Input.CompleteAsync().ConfigureAwait(false);
+        if (_onDispose is not null)
+        {
+            await _onDispose().ConfigureAwait(false);
+        }
+    }
+}

@@ -185,14 +185,14 @@ public class SessionTests
     [Fact]
     public async Task A_silent_client_is_closed_after_twice_the_heartbeat_interval_while_a_pinging_one_stays()
     {
-        await using var node = await TestNode.StartAsync(o => o.HeartbeatInterval = TimeSpan.FromMilliseconds(200));
+        await using var node = await TestNode.StartAsync(o => o.HeartbeatInterval = TimeSpan.FromSeconds(1));
         await using var silent = await RawClient.LoginAsync(node);
         await using var pinging = await RawClient.LoginAsync(node);
         while (!silent.Closed.IsCompleted)
         {
             await pinging.SendAsync(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Ping });
             Assert.Equal((int)ConnectionAction.Pong, (await pinging.ReceiveAsync()).Action);
-            await Task.WhenAny(silent.Closed, Task.Delay(50));
+            await Task.WhenAny(silent.Closed, Task.Delay(100));
         }
         await pinging.SendAsync(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Ping });
         Assert.Equal((int)ConnectionAction.Pong, (await pinging.ReceiveAsync()).Action);

@@ -16,7 +16,7 @@ internal sealed class EventsClient(StateMeshClient client) : IEventsClient
     public IObservable<T> Observe<T>(string name, JsonTypeInfo<T>? typeInfo = null)
     {
         ValidateName(name);
-        var info = typeInfo ?? (JsonTypeInfo<T>)client.Options.SerializerOptions.GetTypeInfo(typeof(T));
+        var info = typeInfo ?? client.GetTypeInfo<T>();
         return Observable.Create<T>(observer =>
         {
             var subscription = Acquire(name, out _);
@@ -71,7 +71,7 @@ internal sealed class EventsClient(StateMeshClient client) : IEventsClient
     {
         ValidateName(name);
         cancellationToken.ThrowIfCancellationRequested();
-        var info = typeInfo ?? (JsonTypeInfo<T>)client.Options.SerializerOptions.GetTypeInfo(typeof(T));
+        var info = typeInfo ?? client.GetTypeInfo<T>();
         var data = JsonSerializer.SerializeToUtf8Bytes(value, info);
         return client.SendOrQueue(new Message { Topic = Topic.Event, Action = (int)EventAction.Emit, Name = name, Data = data });
     }

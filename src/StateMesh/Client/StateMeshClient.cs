@@ -110,6 +110,24 @@ public sealed class StateMeshClient : IStateMeshClient
     /// <summary>One lock for the connection and every topic's subscription state, so that (re)subscribing never races opening.</summary>
     internal object Gate => _gate;
 
+    /// <summary>Type metadata from the configured serializer options (reflection unless a source-generated resolver is set).</summary>
+    internal System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> GetTypeInfo<T>()
+    {
+        var serializer = _options.SerializerOptions;
+        if (!serializer.IsReadOnly)
+        {
+            lock (serializer)
+            {
+                if (!serializer.IsReadOnly)
+                {
+                    serializer.TypeInfoResolver ??= new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver();
+                    serializer.MakeReadOnly();
+                }
+            }
+        }
+        return (System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>)serializer.GetTypeInfo(typeof(T));
+    }
+
     internal string NextCorrelationId() => Interlocked.Increment(ref _correlation).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The first connect. Throws when it fails; no reconnect loop starts.</summary>

@@ -279,7 +279,7 @@ internal sealed class Session
         Send(new Message { Topic = Topic.Auth, Action = (int)AuthAction.AuthUnsuccessful, Data = ToJson(result.ClientData) });
     }
 
-    private static ReadOnlyMemory<byte>? ToJson(JsonNode? node) => node is null ? null : JsonSerializer.SerializeToUtf8Bytes(node, StateMeshJsonContext.Default.JsonNode);
+    private static ReadOnlyMemory<byte>? ToJson(JsonNode? node) => node is null ? (ReadOnlyMemory<byte>?)null : JsonSerializer.SerializeToUtf8Bytes(node, StateMeshJsonContext.Default.JsonNode);
 
     private void OnAuthTimeout()
     {
@@ -337,7 +337,7 @@ internal sealed class Session
             IsWriteAck = request.IsWriteAck,
             OriginalAction = request.Action,
             OriginalTopic = request.OriginalTopic,
-            Data = description is null ? null : JsonSerializer.SerializeToUtf8Bytes(description, StateMeshJsonContext.Default.String),
+            Data = description is null ? (ReadOnlyMemory<byte>?)null : JsonSerializer.SerializeToUtf8Bytes(description, StateMeshJsonContext.Default.String),
         });
     }
 

@@ -21,6 +21,7 @@ public sealed class StateMeshClient : IStateMeshClient
     private static readonly string SdkVersion = typeof(StateMeshClient).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
     private readonly Uri _uri;
+    private readonly string? _trustedUserId;
     private readonly ReadOnlyMemory<byte> _authData;
     private readonly StateMeshClientOptions _options;
     private readonly ILogger _logger;
@@ -40,8 +41,9 @@ public sealed class StateMeshClient : IStateMeshClient
     private int _correlation;
     private JsonElement? _clientData;
 
-    internal StateMeshClient(Uri uri, ReadOnlyMemory<byte> authData, StateMeshClientOptions options)
+    internal StateMeshClient(Uri uri, ReadOnlyMemory<byte> authData, StateMeshClientOptions options, string? trustedUserId = null)
     {
+        _trustedUserId = trustedUserId;
         _uri = uri;
         _authData = authData;
         _options = options;
@@ -77,14 +79,14 @@ public sealed class StateMeshClient : IStateMeshClient
 
     private static readonly StateMeshClientOptions DefaultOptions = new();
 
-    internal static StateMeshClient Create(Uri uri, JsonObject? authData, StateMeshClientOptions? options)
+    internal static StateMeshClient Create(Uri uri, JsonObject? authData, StateMeshClientOptions? options, string? trustedUserId = null)
     {
         if (uri.Scheme is not ("tcp" or "inproc"))
         {
             throw new ArgumentException($"Unsupported address '{uri}': use tcp://host:port or inproc://node-name.", nameof(uri));
         }
         var auth = JsonSerializer.SerializeToUtf8Bytes(authData ?? new JsonObject(), StateMeshJsonContext.Default.JsonNode);
-        return new StateMeshClient(uri, auth, options ?? new StateMeshClientOptions());
+        return new StateMeshClient(uri, auth, options ?? new StateMeshClientOptions(), trustedUserId);
     }
 
     /// <inheritdoc />
@@ -157,7 +159,7 @@ public sealed class StateMeshClient : IStateMeshClient
     private async Task<TransportConnection> ConnectTransportAsync(CancellationToken cancellationToken) => _uri.Scheme switch
     {
         "tcp" => await TcpTransport.ConnectAsync(_uri.Host, _uri.Port < 0 ? 6021 : _uri.Port, cancellationToken).ConfigureAwait(false),
-        _ => InMemoryTransport.Connect(_uri.Host),
+        _ => InMemoryTransport.Connect(_uri.Host, _trustedUserId),
     };
 
     private async Task EstablishAsync(CancellationToken cancellationToken)

@@ -22,7 +22,7 @@ internal sealed class StateMeshHostedService(StateMeshNode node, InProcessClient
 /// <summary>The in-process client of the node in this host: it reaches the node through memory, not a socket.</summary>
 internal sealed class InProcessClientHolder(StateMeshNode node, Microsoft.Extensions.Options.IOptions<StateMeshClientOptions> options) : IAsyncDisposable
 {
-    public StateMeshClient Client { get; } = StateMeshClient.Create(node.InProcessAddress, null, options.Value);
+    public StateMeshClient Client { get; } = StateMeshClient.Create(node.InProcessAddress, null, options.Value, trustedUserId: node.Options.NodeName);
 
     public ValueTask DisposeAsync() => Client.DisposeAsync();
 }

@@ -75,14 +75,16 @@ public static class StateMeshBuilderExtensions
         builder.Services.Configure<StateMeshOptions>(section);
         builder.Services.PostConfigure<StateMeshOptions>(options =>
         {
+            // Users are read here rather than by the binder: ClientData and ServerData may be objects in the configuration.
             foreach (var user in section.GetSection("Users").GetChildren())
             {
-                if (!options.Users.TryGetValue(user.Key, out var target))
+                options.Users[user.Key] = new StateMeshUserOptions
                 {
-                    continue;
-                }
-                target.ClientData = JsonFromSection(user.GetSection("ClientData")) ?? target.ClientData;
-                target.ServerData = JsonFromSection(user.GetSection("ServerData")) ?? target.ServerData;
+                    PasswordHash = user["PasswordHash"],
+                    Password = user["Password"],
+                    ClientData = JsonFromSection(user.GetSection("ClientData")),
+                    ServerData = JsonFromSection(user.GetSection("ServerData")),
+                };
             }
         });
         return builder;

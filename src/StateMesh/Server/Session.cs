@@ -246,8 +246,14 @@ internal sealed class Session
             return;
         }
         AuthenticationResult? result;
-        using (document)
+        if (_transport.TrustedUserId is { } trusted)
         {
+            document.Dispose();
+            result = AuthenticationResult.Success(trusted);
+        }
+        else
+        {
+            using var _ = document;
             try
             {
                 result = await _node.Authenticator.AuthenticateAsync(new AuthenticationContext(document.RootElement, RemoteAddress), _abort.Token).ConfigureAwait(false);

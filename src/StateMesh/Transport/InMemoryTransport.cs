@@ -17,13 +17,13 @@ internal static class InMemoryTransport
         return new Registration(name, accept);
     }
 
-    public static TransportConnection Connect(string name)
+    public static TransportConnection Connect(string name, string? trustedUserId = null)
     {
         if (!Listeners.TryGetValue(name, out var accept))
         {
             throw new IOException($"No in-process node named '{name}' is listening.");
         }
-        var (client, server) = CreatePair($"inproc://{name}");
+        var (client, server) = CreatePair($"inproc://{name}", trustedUserId);
         if (!accept(server))
         {
             throw new IOException($"The in-process node '{name}' is not accepting connections.");
@@ -31,13 +31,13 @@ internal static class InMemoryTransport
         return client;
     }
 
-    public static (TransportConnection Client, TransportConnection Server) CreatePair(string address)
+    public static (TransportConnection Client, TransportConnection Server) CreatePair(string address, string? trustedUserId = null)
     {
         var options = new PipeOptions(pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false);
         var toServer = new Pipe(options);
         var toClient = new Pipe(options);
         var client = new TransportConnection(toClient.Reader, toServer.Writer, address, "inproc");
-        var server = new TransportConnection(toServer.Reader, toClient.Writer, "inproc", "inproc");
+        var server = new TransportConnection(toServer.Reader, toClient.Writer, "inproc", "inproc") { TrustedUserId = trustedUserId };
         return (client, server);
     }
 

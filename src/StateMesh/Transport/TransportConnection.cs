@@ -25,6 +25,9 @@ internal sealed class TransportConnection : IAsyncDisposable
 
     public string TransportName { get; }
 
+    /// <summary>Set only for the node's own in-process client: the user id it is logged in as, without a password.</summary>
+    public string? TrustedUserId { get; init; }
+
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1)

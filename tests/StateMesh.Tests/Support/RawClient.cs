@@ -23,15 +23,19 @@ internal sealed class RawClient : IAsyncDisposable
 
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(10);
 
-    public static async Task<RawClient> ConnectTcpAsync(StateMeshNode node) =>
-        new(await TcpTransport.ConnectAsync("127.0.0.1", node.TcpEndPoint!.Port, CancellationToken.None));
+    public static Task<RawClient> ConnectTcpAsync(StateMeshNode node) => ConnectTcpAsync(node.TcpEndPoint!.Port);
+
+    public static async Task<RawClient> ConnectTcpAsync(int port) =>
+        new(await TcpTransport.ConnectAsync("127.0.0.1", port, CancellationToken.None));
 
     public static RawClient ConnectInProcess(StateMeshNode node) => new(InMemoryTransport.Connect(node.Options.NodeName));
 
     /// <summary>Connects, handshakes and logs in; fails the test when login does not succeed.</summary>
-    public static async Task<RawClient> LoginAsync(StateMeshNode node, string authJson = "{}")
+    public static Task<RawClient> LoginAsync(StateMeshNode node, string authJson = "{}") => LoginAsync(node.TcpEndPoint!.Port, authJson);
+
+    public static async Task<RawClient> LoginAsync(int port, string authJson = "{}")
     {
-        var client = await ConnectTcpAsync(node);
+        var client = await ConnectTcpAsync(port);
         await client.HandshakeAsync();
         await client.SendAsync(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = Encoding.UTF8.GetBytes(authJson) });
         var reply = await client.ReceiveAsync();

@@ -1,0 +1,45 @@
+using System.Diagnostics;
+using StateMesh.Protocol;
+using StateMesh.Tests.Support;
+
+namespace StateMesh.Tests.Integration;
+
+/// <summary>The runnable node, as an operator starts it.</summary>
+public class ServerProcessTests
+{
+    [Fact]
+    public async Task Ctrl_c_tells_clients_closing_and_exits_cleanly()
+    {
+        await using var server = await ServerProcess.StartAsync();
+        await using var client = await RawClient.LoginAsync(server.Port);
+        server.Signal("INT");
+        var closing = await client.ReceiveAsync();
+        Assert.Equal((Topic.Connection, (int)ConnectionAction.Closing), (closing.Topic, closing.Action));
+        Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task Users_from_environment_and_command_line_can_log_in()
+    {
+        var hash = Auth.PasswordHash.Create("s3cret", 1000);
+        await using var server = await ServerProcess.StartAsync($"--StateMesh:Users:ana:PasswordHash={hash}", "--StateMesh:Users:ana:ClientData:role=admin");
+        await using var client = await StateMesh.Client.StateMeshClient.ConnectAsync($"tcp://127.0.0.1:{server.Port}", new { username = "ana", password = "s3cret" });
+        Assert.Equal("admin", client.ClientData!.Value.GetProperty("role").GetString());
+        await Assert.ThrowsAsync<StateMesh.Client.StateMeshAuthenticationException>(() =>
+            StateMesh.Client.StateMeshClient.ConnectAsync($"tcp://127.0.0.1:{server.Port}", new { username = "ana", password = "wrong" }));
+    }
+
+    [Fact]
+    public async Task The_hash_command_prints_a_hash_that_verifies()
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false };
+        start.ArgumentList.Add(ServerProcess.ServerDll);
+        start.ArgumentList.Add("hash");
+        start.ArgumentList.Add("my password");
+        using var process = Process.Start(start)!;
+        var output = (await process.StandardOutput.ReadToEndAsync()).Trim();
+        await process.WaitForExitAsync();
+        Assert.Equal(0, process.ExitCode);
+        Assert.True(Auth.PasswordHash.Verify("my password", output), output);
+    }
+}

@@ -1,0 +1,113 @@
+using System.Diagnostics;
+
+namespace StateMesh.Tests.Support;
+
+/// <summary>The real StateMesh.Server, started as its own process on a free loopback port.</summary>
+internal sealed class ServerProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly List<string> _output = [];
+    private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private ServerProcess(Process process, int port)
+    {
+        _process = process;
+        Port = port;
+    }
+
+    public int Port { get; }
+
+    public int Pid => _process.Id;
+
+    public string Output
+    {
+        get { lock (_output) { return string.Join('\n', _output); } }
+    }
+
+    public static string ServerDll
+    {
+        get
+        {
+            // tests/StateMesh.Tests/bin/<Configuration>/net10.0 → src/StateMesh.Server/bin/<Configuration>/net10.0
+            var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/'));
+            var configuration = testBin.Parent!.Name;
+            var root = testBin.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
+            var dll = Path.Combine(root, "src", "StateMesh.Server", "bin", configuration, "net10.0", "StateMesh.Server.dll");
+            Assert.True(File.Exists(dll), $"the server was not built: {dll}");
+            return dll;
+        }
+    }
+
+    public static async Task<ServerProcess> StartAsync(params string[] args)
+    {
+        var port = Client.ClientEventsTests.FreePort();
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(ServerDll);
+        start.ArgumentList.Add($"--StateMesh:Tcp:Port={port}");
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        var process = Process.Start(start)!;
+        var server = new ServerProcess(process, port);
+        process.OutputDataReceived += (_, e) => server.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => server.OnLine(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            await server._listening.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (TimeoutException)
+        {
+            await server.DisposeAsync();
+            throw new TimeoutException("the server did not log that it listens:\n" + server.Output);
+        }
+        return server;
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        lock (_output)
+        {
+            _output.Add(line);
+        }
+        if (line.Contains($"Listening for native TCP connections on tcp://127.0.0.1:{Port}", StringComparison.Ordinal))
+        {
+            _listening.TrySetResult();
+        }
+    }
+
+    /// <summary>Sends a signal as a terminal or an operator would (INT for Ctrl+C, KILL for kill -9).</summary>
+    public void Signal(string signal)
+    {
+        using var kill = Process.Start("kill", ["-" + signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        await _process.WaitForExitAsync().WaitAsync(timeout);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+    }
+}

@@ -1,0 +1,146 @@
+using System.Diagnostics;
+
+namespace StateMesh.Tests.Integration;
+
+/// <summary>The way users get StateMesh: a NuGet package, referenced by a fresh project.</summary>
+public class PackageTests
+{
+    private static readonly string RepositoryRoot = FindRoot();
+
+    private static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "StateMesh.sln")))
+        {
+            dir = dir.Parent;
+        }
+        return dir?.FullName ?? throw new InvalidOperationException("StateMesh.sln not found above the test binaries");
+    }
+
+    private static async Task<string> RunAsync(string workingDirectory, params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+        // A build of the repository must not leak into the fresh project.
+        start.Environment.Remove("MSBuildExtensionsPath");
+        start.Environment.Remove("MSBUILD_EXE_PATH");
+        start.Environment.Remove("MSBuildSDKsPath");
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(5));
+        var output = await stdout + await stderr;
+        Assert.True(process.ExitCode == 0, $"dotnet {string.Join(' ', args)} failed ({process.ExitCode}):\n{output}");
+        return output;
+    }
+
+    private static void CopySources(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from))
+        {
+            File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
+        }
+        foreach (var dir in Directory.GetDirectories(from))
+        {
+            var name = Path.GetFileName(dir);
+            if (name is not ("bin" or "obj"))
+            {
+                CopySources(dir, Path.Combine(to, name));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_fresh_project_references_the_package_and_exchanges_an_event()
+    {
+        var work = Directory.CreateTempSubdirectory("statemesh-pack-");
+        try
+        {
+            var feed = Path.Combine(work.FullName, "feed");
+            var version = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmssfff}";
+            // Pack from a copy of the sources, so that packing never rewrites binaries the running tests use.
+            var copy = Path.Combine(work.FullName, "repo");
+            foreach (var file in new[] { "Directory.Build.props", "Directory.Packages.props", "README.md", "LICENSE", "nuget.config", ".editorconfig" })
+            {
+                Directory.CreateDirectory(copy);
+                File.Copy(Path.Combine(RepositoryRoot, file), Path.Combine(copy, file));
+            }
+            CopySources(Path.Combine(RepositoryRoot, "src", "StateMesh"), Path.Combine(copy, "src", "StateMesh"));
+            await RunAsync(copy, "pack", Path.Combine(copy, "src", "StateMesh", "StateMesh.csproj"), "-c", "Release", "-o", feed, $"-p:Version={version}");
+            var nupkg = Path.Combine(feed, $"StateMesh.{version}.nupkg");
+            Assert.True(File.Exists(nupkg), "the package was not written");
+            using (var zip = System.IO.Compression.ZipFile.OpenRead(nupkg))
+            {
+                var nuspec = zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal));
+                using var reader = new StreamReader(nuspec.Open());
+                var text = await reader.ReadToEndAsync();
+                Assert.Contains("<license type=\"expression\">MIT</license>", text, StringComparison.Ordinal);
+                Assert.Contains("<readme>README.md</readme>", text, StringComparison.Ordinal);
+                Assert.Contains("<repository type=\"git\"", text, StringComparison.Ordinal);
+                Assert.Contains(zip.Entries, e => e.FullName == "README.md");
+                Assert.Contains(zip.Entries, e => e.FullName == "lib/net10.0/StateMesh.xml");
+            }
+
+            var app = Path.Combine(work.FullName, "app");
+            Directory.CreateDirectory(app);
+            await File.WriteAllTextAsync(Path.Combine(app, "nuget.config"), $"""
+                <?xml version="1.0" encoding="utf-8"?>
+                <configuration>
+                  <packageSources>
+                    <clear />
+                    <add key="local" value="{feed}" />
+                    <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
+                  </packageSources>
+                </configuration>
+                """);
+            await File.WriteAllTextAsync(Path.Combine(app, "App.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup>
+                    <OutputType>Exe</OutputType>
+                    <TargetFramework>net10.0</TargetFramework>
+                    <Nullable>enable</Nullable>
+                    <ImplicitUsings>enable</ImplicitUsings>
+                  </PropertyGroup>
+                  <ItemGroup>
+                    <PackageReference Include="StateMesh" Version="{version}" />
+                    <PackageReference Include="Microsoft.Extensions.Hosting" Version="10.0.15" />
+                  </ItemGroup>
+                </Project>
+                """);
+            await File.WriteAllTextAsync(Path.Combine(app, "Program.cs"), """
+                using Microsoft.Extensions.DependencyInjection;
+                using Microsoft.Extensions.Hosting;
+                using StateMesh.Client;
+
+                var builder = Host.CreateApplicationBuilder(args);
+                builder.Services.AddStateMesh(mesh => mesh.AddTcpEndpoint(0));
+                using var host = builder.Build();
+                await host.StartAsync();
+                var node = host.Services.GetRequiredService<StateMesh.StateMeshNode>();
+                var local = host.Services.GetRequiredService<IStateMeshClient>();
+                await using var remote = await StateMeshClient.ConnectAsync(node.TcpAddress!.ToString(), new { username = "remote" });
+                var received = new TaskCompletionSource<string>();
+                using var sub = await remote.Events.SubscribeAsync<string>("hello", v => received.TrySetResult(v));
+                await local.Events.PublishAsync("hello", "from the package");
+                Console.WriteLine("received: " + await received.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+                await host.StopAsync();
+                """);
+            var output = await RunAsync(app, "run", "-c", "Release");
+            Assert.Contains("received: from the package", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            work.Delete(recursive: true);
+        }
+    }
+}

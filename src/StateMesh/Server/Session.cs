@@ -374,7 +374,18 @@ internal sealed class Session
     public void Abort(DisconnectReason reason)
     {
         Close(reason);
-        _abort.Cancel();
-        _transport.Output.CancelPendingFlush();
+        if (_completed.Task.IsCompleted)
+        {
+            return;
+        }
+        try
+        {
+            _abort.Cancel();
+            _transport.Output.CancelPendingFlush();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The transport finished closing meanwhile: nothing is left to abort.
+        }
     }
 }

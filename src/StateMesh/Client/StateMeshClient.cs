@@ -164,8 +164,8 @@ public sealed class StateMeshClient : IStateMeshClient
 
     private async Task EstablishAsync(CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closing.Token);
-        timeout.CancelAfter(_options.ConnectTimeout);
+        using var deadline = new CancellationTokenSource(_options.ConnectTimeout, Time);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closing.Token, deadline.Token);
         var transport = await ConnectTransportAsync(timeout.Token).ConfigureAwait(false);
         var link = new ClientLink(transport, NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize);
         var handshake = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -19,6 +19,8 @@ internal sealed class StateMeshMetrics : IDisposable
         Disconnects = _meter.CreateCounter<long>("statemesh.disconnects", "{connection}", "Closed connections, by reason");
     }
 
+    public Meter Meter => _meter;
+
     public UpDownCounter<long> Connections { get; }
 
     public Counter<long> MessagesReceived { get; }

@@ -36,6 +36,8 @@ internal sealed class NodeEngine
 
     public int SessionCount => _sessions.Count;
 
+    public StateMeshMetrics Metrics => _metrics;
+
     public IEnumerable<Session> Sessions => _sessions.Values;
 
     public bool Accept(TransportConnection transport, IMessageCodec codec)
@@ -113,7 +115,7 @@ internal sealed class NodeEngine
         }
         try
         {
-            await Task.WhenAll(sessions.Select(s => s.Completion)).WaitAsync(drainTimeout).ConfigureAwait(false);
+            await Task.WhenAll(sessions.Select(s => s.Completion)).WaitAsync(drainTimeout, Time).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {

@@ -93,7 +93,7 @@ internal sealed class Session
             _node.OnSessionClosed(this);
             try
             {
-                await writer.WaitAsync(DrainTimeout).ConfigureAwait(false);
+                await writer.WaitAsync(DrainTimeout, _node.Time).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {

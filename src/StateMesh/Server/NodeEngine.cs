@@ -66,16 +66,7 @@ internal sealed class NodeEngine
                 session.SendError(message, 1, $"the {message.Topic} topic is not supported by this node yet");
                 break;
             default:
-                _metrics.Errors.Add(1, new KeyValuePair<string, object?>("topic", "Parser"), new KeyValuePair<string, object?>("action", nameof(ParserAction.UnknownTopic)));
-                session.Send(new Message
-                {
-                    Topic = Topic.Parser,
-                    Action = (int)ParserAction.UnknownTopic,
-                    IsError = true,
-                    OriginalTopic = message.Topic,
-                    OriginalAction = message.Action,
-                    Data = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes($"unknown topic {(int)message.Topic}", StateMeshJsonContext.Default.String),
-                });
+                session.SendParserError(ParserAction.UnknownTopic, $"unknown topic {(int)message.Topic}", message);
                 break;
         }
     }
@@ -83,16 +74,7 @@ internal sealed class NodeEngine
     public void UnknownAction(Session session, Message message)
     {
         NodeLog.UnknownAction(Logger, session.Id, message.Topic, message.Action);
-        CountError(Topic.Parser, (int)ParserAction.UnknownAction);
-        session.Send(new Message
-        {
-            Topic = Topic.Parser,
-            Action = (int)ParserAction.UnknownAction,
-            IsError = true,
-            OriginalTopic = message.Topic,
-            OriginalAction = message.Action,
-            Data = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes($"unknown action {message.Action} on topic {message.Topic}", StateMeshJsonContext.Default.String),
-        });
+        session.SendParserError(ParserAction.UnknownAction, $"unknown action {message.Action} on topic {message.Topic}", message);
     }
 
     public void OnSessionClosed(Session session)

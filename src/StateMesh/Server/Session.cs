@@ -147,7 +147,7 @@ internal sealed class Session
                     if (status == Framing.Status.TooLarge)
                     {
                         NodeLog.FrameTooLarge(Logger, Id, declared, maxFrame);
-                        Send(ParserError(ParserAction.MaximumMessageSizeExceeded, $"a frame of {declared} bytes exceeds the maximum message size of {maxFrame} bytes"));
+                        SendParserError(ParserAction.MaximumMessageSizeExceeded, $"a frame of {declared} bytes exceeds the maximum message size of {maxFrame} bytes");
                         Close(DisconnectReason.MessageTooLarge);
                         // Nothing more is read from this connection; the whole rest of the input is dropped.
                         buffer = buffer.Slice(buffer.End);
@@ -167,7 +167,7 @@ internal sealed class Session
                     if (error is { } e)
                     {
                         NodeLog.ParseError(Logger, Id, e.Action.ToString(), e.Description);
-                        Send(ParserError(e.Action, e.Description));
+                        SendParserError(e.Action, e.Description);
                     }
                 }
             }
@@ -347,10 +347,19 @@ internal sealed class Session
         });
     }
 
-    private Message ParserError(ParserAction action, string description)
+    /// <summary>Sends a PARSER error; with the offending message when there is one (unknown topic or action).</summary>
+    public void SendParserError(ParserAction action, string description, Message? offending = null)
     {
         _node.CountError(Topic.Parser, (int)action);
-        return new Message { Topic = Topic.Parser, Action = (int)action, IsError = true, Data = JsonSerializer.SerializeToUtf8Bytes(description, StateMeshJsonContext.Default.String) };
+        Send(new Message
+        {
+            Topic = Topic.Parser,
+            Action = (int)action,
+            IsError = true,
+            OriginalTopic = offending?.Topic,
+            OriginalAction = offending?.Action,
+            Data = JsonSerializer.SerializeToUtf8Bytes(description, StateMeshJsonContext.Default.String),
+        });
     }
 
     /// <summary>Closes after what is queued has been written (so a final message reaches the client).</summary>

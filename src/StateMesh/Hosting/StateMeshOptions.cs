@@ -44,11 +44,31 @@ public sealed class StateMeshOptions
     /// <summary>Users who may log in with a username and password, by name.</summary>
     public Dictionary<string, StateMeshUserOptions> Users { get; set; } = new(StringComparer.Ordinal);
 
+    /// <summary>Records: limits, storage rules and timeouts.</summary>
+    public RecordOptions Records { get; set; } = new();
+
     /// <summary>RPC timeouts.</summary>
     public RpcOptions Rpc { get; set; } = new();
 
     /// <summary>Listening timeouts.</summary>
     public ListenOptions Listen { get; set; } = new();
+}
+
+/// <summary>Records: limits, storage rules and timeouts.</summary>
+public sealed class RecordOptions
+{
+    /// <summary>The largest record document, in bytes of JSON; a write that would make it larger is refused.</summary>
+    [Range(2, 256 * 1024 * 1024)]
+    public int MaxDocumentSize { get; set; } = 1024 * 1024;
+
+    /// <summary>Records whose names start with one of these live only in the store, never in durable storage.</summary>
+    public List<string> StorageExclusionPrefixes { get; set; } = [];
+
+    /// <summary>A read from the record store must answer within this time (CACHE_RETRIEVAL_TIMEOUT).</summary>
+    public TimeSpan CacheRetrievalTimeout { get; set; } = TimeSpan.FromMilliseconds(1000);
+
+    /// <summary>A read from durable storage must answer within this time (STORAGE_RETRIEVAL_TIMEOUT).</summary>
+    public TimeSpan StorageRetrievalTimeout { get; set; } = TimeSpan.FromMilliseconds(2000);
 }
 
 /// <summary>The native TCP endpoint.</summary>

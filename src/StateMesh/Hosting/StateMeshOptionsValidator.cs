@@ -12,6 +12,8 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
         var errors = new List<string>();
         Positive(errors, "StateMesh:HeartbeatInterval", options.HeartbeatInterval);
         Positive(errors, "StateMesh:UnauthenticatedTimeout", options.UnauthenticatedTimeout);
+        Positive(errors, "StateMesh:Records:CacheRetrievalTimeout", options.Records.CacheRetrievalTimeout);
+        Positive(errors, "StateMesh:Records:StorageRetrievalTimeout", options.Records.StorageRetrievalTimeout);
         Positive(errors, "StateMesh:Rpc:AckTimeout", options.Rpc.AckTimeout);
         Positive(errors, "StateMesh:Rpc:ResponseTimeout", options.Rpc.ResponseTimeout);
         Positive(errors, "StateMesh:Listen:ResponseTimeout", options.Listen.ResponseTimeout);

@@ -33,7 +33,11 @@ public static class StateMeshServiceCollectionExtensions
             sp.GetServices<IAuthenticationHandler>(),
             sp.GetService<Logging.ILoggerFactory>(),
             sp.GetRequiredService<TimeProvider>(),
-            sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
+            sp.GetService<System.Diagnostics.Metrics.IMeterFactory>(),
+            sp.GetRequiredService<StateMesh.Storage.IRecordStore>(),
+            sp.GetRequiredService<StateMesh.Storage.IRecordStorage>()));
+        services.TryAddSingleton<StateMesh.Storage.IRecordStore, StateMesh.Storage.MemoryRecordStore>();
+        services.TryAddSingleton<StateMesh.Storage.IRecordStorage, StateMesh.Storage.MemoryRecordStorage>();
         services.TryAddSingleton<InProcessClientHolder>();
         services.TryAddSingleton<IStateMeshClient>(sp => sp.GetRequiredService<InProcessClientHolder>().Client);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StateMeshHostedService>());

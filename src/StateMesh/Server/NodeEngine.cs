@@ -14,7 +14,7 @@ internal sealed class NodeEngine
     private readonly StateMeshMetrics _metrics;
     private volatile bool _stopping;
 
-    public NodeEngine(StateMeshOptions options, Authenticator authenticator, ILogger logger, TimeProvider time, StateMeshMetrics metrics)
+    public NodeEngine(StateMeshOptions options, Authenticator authenticator, ILogger logger, TimeProvider time, StateMeshMetrics metrics, Storage.IRecordStore store, Storage.IRecordStorage storage)
     {
         Options = options;
         Authenticator = authenticator;
@@ -22,6 +22,7 @@ internal sealed class NodeEngine
         Time = time;
         _metrics = metrics;
         Events = new EventsTopic(this);
+        Records = new Records.RecordsTopic(this, store, storage);
     }
 
     public StateMeshOptions Options { get; }
@@ -33,6 +34,8 @@ internal sealed class NodeEngine
     public TimeProvider Time { get; }
 
     public EventsTopic Events { get; }
+
+    public Records.RecordsTopic Records { get; }
 
     public int SessionCount => _sessions.Count;
 
@@ -53,7 +56,7 @@ internal sealed class NodeEngine
         return true;
     }
 
-    public void Dispatch(Session session, Message message)
+    public ValueTask DispatchAsync(Session session, Message message)
     {
         switch (message.Topic)
         {
@@ -61,6 +64,7 @@ internal sealed class NodeEngine
                 Events.Handle(session, message);
                 break;
             case Topic.Record:
+                return Records.HandleAsync(session, message);
             case Topic.Rpc:
             case Topic.Presence:
                 session.SendError(message, 1, $"the {message.Topic} topic is not supported by this node yet");
@@ -69,6 +73,7 @@ internal sealed class NodeEngine
                 session.SendParserError(ParserAction.UnknownTopic, $"unknown topic {(int)message.Topic}", message);
                 break;
         }
+        return ValueTask.CompletedTask;
     }
 
     public void UnknownAction(Session session, Message message)
@@ -83,6 +88,7 @@ internal sealed class NodeEngine
         {
             _metrics.Connections.Add(-1);
             Events.RemoveSession(session);
+            Records.RemoveSession(session);
         }
     }
 

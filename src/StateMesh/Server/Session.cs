@@ -60,6 +60,9 @@ internal sealed class Session
     /// <summary>Event names this session subscribes to; touched only by its read loop.</summary>
     public HashSet<string> EventSubscriptions { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Record names this session subscribes to; other sessions change it too (a delete unsubscribes everyone).</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, byte> RecordSubscriptions { get; } = new(StringComparer.Ordinal);
+
     public Task Completion => _completed.Task;
 
     private ILogger Logger => _node.Logger;
@@ -221,8 +224,7 @@ internal sealed class Session
                     }
                     return ValueTask.CompletedTask;
                 }
-                _node.Dispatch(this, message);
-                return ValueTask.CompletedTask;
+                return _node.DispatchAsync(this, message);
             default:
                 return ValueTask.CompletedTask;
         }

@@ -29,7 +29,9 @@ public sealed class StateMeshNode : IAsyncDisposable
         IEnumerable<IAuthenticationHandler>? authenticationHandlers = null,
         ILoggerFactory? loggerFactory = null,
         TimeProvider? timeProvider = null,
-        System.Diagnostics.Metrics.IMeterFactory? meterFactory = null)
+        System.Diagnostics.Metrics.IMeterFactory? meterFactory = null,
+        Storage.IRecordStore? recordStore = null,
+        Storage.IRecordStorage? recordStorage = null)
     {
         _options = options.Value;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Node");
@@ -44,7 +46,8 @@ public sealed class StateMeshNode : IAsyncDisposable
         {
             handlers.Add(new OpenAuthenticationHandler());
         }
-        _engine = new Server.NodeEngine(_options, new Server.Authenticator(handlers), _logger, timeProvider ?? TimeProvider.System, _metrics);
+        _engine = new Server.NodeEngine(_options, new Server.Authenticator(handlers), _logger, timeProvider ?? TimeProvider.System, _metrics,
+            recordStore ?? new Storage.MemoryRecordStore(), recordStorage ?? new Storage.MemoryRecordStorage());
     }
 
     /// <summary>The node's options.</summary>

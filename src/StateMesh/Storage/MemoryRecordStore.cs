@@ -1,0 +1,77 @@
+using System.Collections.Concurrent;
+
+namespace StateMesh.Storage;
+
+/// <summary>Records held in this process's memory: the store of a single node.</summary>
+public sealed class MemoryRecordStore : IRecordStore
+{
+    private readonly ConcurrentDictionary<string, RecordState> _records = new(StringComparer.Ordinal);
+
+    /// <summary>How many records the store holds.</summary>
+    public int Count => _records.Count;
+
+    /// <inheritdoc />
+    public ValueTask<RecordState?> GetAsync(string name, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<RecordState?>(_records.TryGetValue(name, out var state) ? state : null);
+
+    /// <inheritdoc />
+    public ValueTask<CompareAndSetResult> CompareAndSetAsync(string name, int expectedVersion, RecordState next, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (_records.TryGetValue(name, out var current))
+            {
+                if (current.Version != expectedVersion)
+                {
+                    return ValueTask.FromResult(new CompareAndSetResult(false, current));
+                }
+                if (_records.TryUpdate(name, next, current))
+                {
+                    return ValueTask.FromResult(new CompareAndSetResult(true, null));
+                }
+            }
+            else
+            {
+                if (expectedVersion != -1)
+                {
+                    return ValueTask.FromResult(new CompareAndSetResult(false, null));
+                }
+                if (_records.TryAdd(name, next))
+                {
+                    return ValueTask.FromResult(new CompareAndSetResult(true, null));
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask RemoveAsync(string name, CancellationToken cancellationToken)
+    {
+        _records.TryRemove(name, out _);
+        return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>Storage in memory: for tests, and for nodes that need no durability.</summary>
+public sealed class MemoryRecordStorage : IRecordStorage
+{
+    private readonly ConcurrentDictionary<string, RecordState> _records = new(StringComparer.Ordinal);
+
+    /// <inheritdoc />
+    public ValueTask<RecordState?> GetAsync(string name, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<RecordState?>(_records.TryGetValue(name, out var state) ? state : null);
+
+    /// <inheritdoc />
+    public ValueTask SetAsync(string name, RecordState state, CancellationToken cancellationToken)
+    {
+        _records[name] = state;
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public ValueTask DeleteAsync(string name, CancellationToken cancellationToken)
+    {
+        _records.TryRemove(name, out _);
+        return ValueTask.CompletedTask;
+    }
+}

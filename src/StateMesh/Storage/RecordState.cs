@@ -1,0 +1,47 @@
+namespace StateMesh.Storage;
+
+/// <summary>A record's version and its data: UTF-8 JSON of an object or an array. Immutable.</summary>
+/// <param name="Version">0 when created empty, then one more per write.</param>
+/// <param name="Data">The JSON bytes; never modified once stored.</param>
+public readonly record struct RecordState(int Version, ReadOnlyMemory<byte> Data)
+{
+    /// <summary>A record as it is created: version 0, <c>{}</c>.</summary>
+    public static RecordState Empty { get; } = new(0, "{}"u8.ToArray());
+}
+
+/// <summary>The outcome of a compare-and-set.</summary>
+/// <param name="Succeeded">True when the write was applied.</param>
+/// <param name="Current">On failure, what the store holds now (null when the record does not exist).</param>
+public readonly record struct CompareAndSetResult(bool Succeeded, RecordState? Current);
+
+/// <summary>
+/// The authoritative current version and data of live records. In one process it is memory; in a cluster a shared
+/// store whose compare-and-set is one atomic step, so that two nodes can never both accept version N.
+/// </summary>
+public interface IRecordStore
+{
+    /// <summary>The record's state, or null when the store does not hold it (it may still be in storage).</summary>
+    ValueTask<RecordState?> GetAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Stores <paramref name="next"/> only if the record's version is <paramref name="expectedVersion"/>
+    /// (-1: only if the store does not hold the record).
+    /// </summary>
+    ValueTask<CompareAndSetResult> CompareAndSetAsync(string name, int expectedVersion, RecordState next, CancellationToken cancellationToken);
+
+    /// <summary>Forgets the record (deleted, or invalidated so that the next read goes to storage).</summary>
+    ValueTask RemoveAsync(string name, CancellationToken cancellationToken);
+}
+
+/// <summary>The durable copy of records. Writes complete only once durable; writes to one record apply in call order.</summary>
+public interface IRecordStorage
+{
+    /// <summary>The stored state, or null when the record is not stored.</summary>
+    ValueTask<RecordState?> GetAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>Stores the state; completes once it is durable.</summary>
+    ValueTask SetAsync(string name, RecordState state, CancellationToken cancellationToken);
+
+    /// <summary>Deletes the record; completes once the deletion is durable.</summary>
+    ValueTask DeleteAsync(string name, CancellationToken cancellationToken);
+}

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using StateMesh;
@@ -20,7 +21,10 @@ var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
     Args = args,
     ContentRootPath = AppContext.BaseDirectory,
 });
-builder.Services.AddStateMesh(mesh => mesh.BindConfiguration(builder.Configuration.GetSection(StateMeshOptions.SectionName)));
+builder.Services.AddStateMesh(mesh => mesh
+    .BindConfiguration(builder.Configuration.GetSection(StateMeshOptions.SectionName))
+    // Durable by default: records live in <DataDirectory>/statemesh.db.
+    .AddSqliteStorage(sqlite => builder.Configuration.GetSection("StateMesh:Sqlite").Bind(sqlite)));
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
 using var host = builder.Build();
 await host.RunAsync();

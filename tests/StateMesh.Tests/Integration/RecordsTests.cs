@@ -352,3 +352,46 @@ public class RecordsTests
         public ValueTask DeleteAsync(string name, CancellationToken cancellationToken) => ValueTask.CompletedTask;
     }
 }
+
+public class WriteAckDurabilityTests
+{
+    private sealed class GatedStorage : StateMesh.Storage.IRecordStorage
+    {
+        public TaskCompletionSource Gate { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public ValueTask<StateMesh.Storage.RecordState?> GetAsync(string name, CancellationToken cancellationToken) => ValueTask.FromResult<StateMesh.Storage.RecordState?>(null);
+
+        public ValueTask SetAsync(string name, StateMesh.Storage.RecordState state, CancellationToken cancellationToken) => new(Gate.Task);
+
+        public ValueTask DeleteAsync(string name, CancellationToken cancellationToken) => new(Gate.Task);
+    }
+
+    [Fact]
+    public async Task The_write_ack_waits_for_storage_while_the_connection_keeps_working()
+    {
+        var storage = new GatedStorage();
+        await using var node = await TestNode.StartAsync(storage: storage);
+        await using var a = await RawClient.LoginAsync(node);
+        await a.SendAsync(new Message { Topic = Topic.Record, Action = (int)RecordAction.CreateAndUpdate, Name = "slow", Version = -1, Data = "{}"u8.ToArray(), CorrelationId = "w", IsWriteAck = true });
+        await a.SendAsync(new Message { Topic = Topic.Record, Action = (int)RecordAction.Head, Name = "slow" });
+        // The head comes first: the write is applied, but not yet durable, so not yet acknowledged.
+        var head = await a.ReceiveAsync();
+        Assert.Equal(((int)RecordAction.HeadResponse, 1), (head.Action, head.Version));
+        storage.Gate.SetResult();
+        var ack = await a.ReceiveAsync();
+        Assert.Equal(((int)RecordAction.WriteAcknowledgement, "w"), (ack.Action, ack.CorrelationId));
+    }
+
+    [Fact]
+    public async Task A_failed_storage_write_is_reported_to_the_writer()
+    {
+        var storage = new GatedStorage();
+        await using var node = await TestNode.StartAsync(storage: storage);
+        await using var a = await RawClient.LoginAsync(node);
+        storage.Gate.SetException(new IOException("disk full"));
+        await a.SendAsync(new Message { Topic = Topic.Record, Action = (int)RecordAction.CreateAndUpdate, Name = "fail", Version = -1, Data = "{}"u8.ToArray(), CorrelationId = "w", IsWriteAck = true });
+        var error = await a.ReceiveAsync();
+        Assert.Equal(((int)RecordAction.RecordUpdateError, "w", true), (error.Action, error.CorrelationId, error.IsWriteAck));
+        Assert.Contains("disk full", Encoding.UTF8.GetString(error.Data!.Value.Span), StringComparison.Ordinal);
+    }
+}

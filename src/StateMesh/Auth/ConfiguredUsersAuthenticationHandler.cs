@@ -10,12 +10,15 @@ namespace StateMesh.Auth;
 internal sealed class ConfiguredUsersAuthenticationHandler(IOptions<StateMeshOptions> options) : IAuthenticationHandler
 {
     private readonly Dictionary<string, StateMeshUserOptions> _users = options.Value.Users;
+    private static readonly string DummyHash = PasswordHash.Create(Guid.NewGuid().ToString());
 
     public ValueTask<AuthenticationResult?> AuthenticateAsync(AuthenticationContext context, CancellationToken cancellationToken)
     {
         var username = context.GetString("username");
         if (username is null || !_users.TryGetValue(username, out var user))
         {
+            // Spend what a real check costs, so that timing does not tell which usernames exist.
+            PasswordHash.Verify(context.GetString("password") ?? string.Empty, DummyHash);
             return ValueTask.FromResult<AuthenticationResult?>(null);
         }
         var password = context.GetString("password") ?? string.Empty;

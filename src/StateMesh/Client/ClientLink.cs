@@ -48,11 +48,17 @@ internal sealed class ClientLink : IAsyncDisposable
         }
         finally
         {
-            _outbound.Complete();
-            await _stop.CancelAsync().ConfigureAwait(false);
-            try { await writer.ConfigureAwait(false); } catch (OperationCanceledException) { }
-            await _transport.DisposeAsync().ConfigureAwait(false);
-            _closed.TrySetResult();
+            try
+            {
+                _outbound.Complete();
+                await _stop.CancelAsync().ConfigureAwait(false);
+                try { await writer.ConfigureAwait(false); } catch (OperationCanceledException) { }
+                await _transport.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _closed.TrySetResult();
+            }
         }
     }
 

@@ -25,6 +25,12 @@ internal static partial class ClientLog
     [LoggerMessage(EventId = 106, EventName = "HeartbeatTimeout", Level = LogLevel.Warning, Message = "No message from {Address} for {Silence}; reconnecting")]
     public static partial void HeartbeatTimeout(ILogger logger, string address, TimeSpan silence);
 
+    [LoggerMessage(EventId = 108, EventName = "MergeFailed", Level = LogLevel.Error, Message = "The merge function for record '{Name}' threw; the node's version is kept")]
+    public static partial void MergeFailed(ILogger logger, string name, Exception exception);
+
+    [LoggerMessage(EventId = 109, EventName = "ObserverFailed", Level = LogLevel.Error, Message = "An observer of '{Name}' threw; the others still receive")]
+    public static partial void ObserverFailed(ILogger logger, string name, Exception exception);
+
     [LoggerMessage(EventId = 107, EventName = "ReauthenticationFailed", Level = LogLevel.Error, Message = "The node at {Address} refused the login on reconnect; giving up")]
     public static partial void ReauthenticationFailed(ILogger logger, string address);
 }

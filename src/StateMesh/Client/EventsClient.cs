@@ -162,7 +162,17 @@ internal sealed class EventsClient(StateMeshClient client) : IEventsClient
             {
                 _subscriptions.TryGetValue(message.Name, out subscription);
             }
-            subscription?.Payloads.OnNext(message.Data ?? "null"u8.ToArray());
+            if (subscription is not null)
+            {
+                try
+                {
+                    subscription.Payloads.OnNext(message.Data ?? "null"u8.ToArray());
+                }
+                catch (Exception ex)
+                {
+                    ClientLog.ObserverFailed(client.Logger, message.Name, ex);
+                }
+            }
             return;
         }
         if (message.IsError)

@@ -17,6 +17,9 @@ public interface IStateMeshClient : IAsyncDisposable
     /// <summary>Events: publish and observe.</summary>
     IEventsClient Events { get; }
 
+    /// <summary>Records: observe, read and write versioned JSON documents.</summary>
+    IRecordsClient Records { get; }
+
     /// <summary>Closes the connection; pending operations fail.</summary>
     Task CloseAsync(CancellationToken cancellationToken = default);
 }

@@ -31,6 +31,7 @@ public sealed class StateMeshClient : IStateMeshClient
     private readonly CancellationTokenSource _closing = new();
     private readonly object _gate = new();
     private readonly EventsClient _events;
+    private readonly RecordsClient _records;
     private readonly ITimer _heartbeat;
     private ClientLink? _link;
     private bool _open;
@@ -49,6 +50,7 @@ public sealed class StateMeshClient : IStateMeshClient
         _options = options;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Client");
         _events = new EventsClient(this);
+        _records = new RecordsClient(this);
         _heartbeat = options.TimeProvider.CreateTimer(static s => ((StateMeshClient)s!).OnHeartbeat(), this, options.HeartbeatInterval, options.HeartbeatInterval);
     }
 
@@ -101,6 +103,9 @@ public sealed class StateMeshClient : IStateMeshClient
     /// <inheritdoc />
     public IEventsClient Events => _events;
 
+    /// <inheritdoc />
+    public IRecordsClient Records => _records;
+
     internal StateMeshClientOptions Options => _options;
 
     internal ILogger Logger => _logger;
@@ -135,7 +140,7 @@ public sealed class StateMeshClient : IStateMeshClient
     /// <summary>The first connect. Throws when it fails; no reconnect loop starts.</summary>
     internal async Task OpenAsync(CancellationToken cancellationToken)
     {
-        _states.OnNext(ConnectionState.Connecting);
+        SetState(ConnectionState.Connecting);
         lock (_gate)
         {
             EnterLimbo();
@@ -146,12 +151,12 @@ public sealed class StateMeshClient : IStateMeshClient
         }
         catch (StateMeshAuthenticationException)
         {
-            _states.OnNext(ConnectionState.AuthenticationFailed);
+            SetState(ConnectionState.AuthenticationFailed);
             throw;
         }
         catch
         {
-            _states.OnNext(ConnectionState.Closed);
+            SetState(ConnectionState.Closed);
             throw;
         }
     }
@@ -190,7 +195,7 @@ public sealed class StateMeshClient : IStateMeshClient
             {
                 throw new StateMeshException($"The node did not accept the connection ({ActionNames.Of(Topic.Connection, reply.Action)}).");
             }
-            _states.OnNext(ConnectionState.Authenticating);
+            SetState(ConnectionState.Authenticating);
             link.TrySend(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = _authData });
             var result = await login.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
             if (result.Action != (int)AuthAction.AuthSuccessful)
@@ -222,6 +227,7 @@ public sealed class StateMeshClient : IStateMeshClient
             }
             _open = true;
             _events.OnOpened(link);
+            _records.OnOpened(link);
             queued = [.. _offline];
             _offline.Clear();
             _limboTimer?.Dispose();
@@ -232,10 +238,23 @@ public sealed class StateMeshClient : IStateMeshClient
                 sent.TrySetResult();
             }
         }
-        _states.OnNext(ConnectionState.Open);
+        SetState(ConnectionState.Open);
     }
 
     private void OnMessage(Message message)
+    {
+        try
+        {
+            Dispatch(message);
+        }
+        catch (Exception ex)
+        {
+            // A throwing observer must not take the connection down.
+            ClientLog.ObserverFailed(_logger, message.Name ?? message.Topic.ToString(), ex);
+        }
+    }
+
+    private void Dispatch(Message message)
     {
         if (message.IsAck && message.CorrelationId is not null && _pendingAcks.TryRemove(AckKey(message.Topic, message.Action, message.CorrelationId), out var ack))
         {
@@ -263,6 +282,9 @@ public sealed class StateMeshClient : IStateMeshClient
                 break;
             case Topic.Event:
                 _events.Handle(message);
+                break;
+            case Topic.Record:
+                _records.Handle(message);
                 break;
             default:
                 if (message.IsError)
@@ -294,6 +316,7 @@ public sealed class StateMeshClient : IStateMeshClient
                     pending.TrySetException(new StateMeshException($"The connection to {_uri} was lost before the node acknowledged."));
                 }
             }
+            _records.OnConnectionLost();
             reconnect = wasOpen && !_closing.IsCancellationRequested;
             if (reconnect)
             {
@@ -303,8 +326,28 @@ public sealed class StateMeshClient : IStateMeshClient
         if (reconnect)
         {
             ClientLog.ConnectionLost(_logger, _uri.ToString(), error);
-            _states.OnNext(ConnectionState.Reconnecting);
+            SetState(ConnectionState.Reconnecting);
             _ = Task.Run(ReconnectLoopAsync);
+        }
+    }
+
+    /// <summary>
+    /// Publishes a state under the gate, so that states appear in the order they happen; once the client is closing,
+    /// only Closed is published.
+    /// </summary>
+    private void SetState(ConnectionState state)
+    {
+        lock (_gate)
+        {
+            if (_closing.IsCancellationRequested)
+            {
+                return;
+            }
+            if (state == ConnectionState.Open && !_open)
+            {
+                return; // lost again before it could be announced
+            }
+            _states.OnNext(state);
         }
     }
 
@@ -327,7 +370,7 @@ public sealed class StateMeshClient : IStateMeshClient
                 {
                     await Task.Delay(delay, Time, _closing.Token).ConfigureAwait(false);
                 }
-                _states.OnNext(ConnectionState.Connecting);
+                SetState(ConnectionState.Connecting);
                 await EstablishAsync(_closing.Token).ConfigureAwait(false);
                 ClientLog.Reconnected(_logger, _uri.ToString(), attempt + 1);
                 return;
@@ -339,18 +382,18 @@ public sealed class StateMeshClient : IStateMeshClient
             catch (StateMeshAuthenticationException)
             {
                 ClientLog.ReauthenticationFailed(_logger, _uri.ToString());
-                _states.OnNext(ConnectionState.AuthenticationFailed);
+                SetState(ConnectionState.AuthenticationFailed);
                 FailOffline();
                 return;
             }
             catch (Exception ex)
             {
                 ClientLog.ReconnectFailed(_logger, attempt + 1, _uri.ToString(), ex);
-                _states.OnNext(ConnectionState.Reconnecting);
+                SetState(ConnectionState.Reconnecting);
             }
         }
         ClientLog.GaveUp(_logger, _uri.ToString(), _options.MaxReconnectAttempts);
-        _states.OnNext(ConnectionState.Failed);
+        SetState(ConnectionState.Failed);
         FailOffline();
     }
 
@@ -421,8 +464,11 @@ public sealed class StateMeshClient : IStateMeshClient
 
     internal Task<Message> WaitForAckAsync(Topic topic, int action, string correlationId, CancellationToken cancellationToken)
     {
-        var tcs = _pendingAcks.GetOrAdd(AckKey(topic, action, correlationId), static _ => new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously));
-        return tcs.Task.WaitAsync(_options.AckTimeout, Time, cancellationToken);
+        var key = AckKey(topic, action, correlationId);
+        var tcs = _pendingAcks.GetOrAdd(key, static _ => new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var wait = tcs.Task.WaitAsync(_options.AckTimeout, Time, cancellationToken);
+        _ = wait.ContinueWith(t => _pendingAcks.TryRemove(new KeyValuePair<string, TaskCompletionSource<Message>>(key, tcs)), CancellationToken.None, TaskContinuationOptions.NotOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return wait;
     }
 
     private static string AckKey(Topic topic, int action, string correlationId) => $"{(int)topic}/{action}/{correlationId}";
@@ -446,7 +492,10 @@ public sealed class StateMeshClient : IStateMeshClient
             await link.DisposeAsync().ConfigureAwait(false);
         }
         FailOffline();
-        _states.OnNext(ConnectionState.Closed);
+        lock (_gate)
+        {
+            _states.OnNext(ConnectionState.Closed);
+        }
     }
 
     /// <inheritdoc />

@@ -27,6 +27,12 @@ public sealed class StateMeshClientOptions
     /// <summary>How long to wait for the node to acknowledge a subscription.</summary>
     public TimeSpan AckTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>How long loading a record, a snapshot, a head or a delete may take.</summary>
+    public TimeSpan RecordReadTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How records resolve conflicts unless a record sets its own (deepstream's default: the node's version wins).</summary>
+    public MergeStrategy MergeStrategy { get; set; } = MergeStrategy.RemoteWins;
+
     /// <summary>How long the handshake and login may take.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

@@ -23,8 +23,8 @@ internal static partial class NodeLog
     [LoggerMessage(EventId = 11, EventName = "ConnectionClosed", Level = LogLevel.Debug, Message = "Connection {SessionId} ({User}) closed: {Reason}")]
     public static partial void ConnectionClosed(ILogger logger, long sessionId, string? user, DisconnectReason reason);
 
-    [LoggerMessage(EventId = 12, EventName = "SlowConsumer", Level = LogLevel.Warning, Message = "Connection {SessionId} ({User}) closed: slow consumer, {Queued} messages queued (limit {Capacity})")]
-    public static partial void SlowConsumer(ILogger logger, long sessionId, string? user, int queued, int capacity);
+    [LoggerMessage(EventId = 12, EventName = "SlowConsumer", Level = LogLevel.Warning, Message = "Connection {SessionId} ({User}) closed: slow consumer, {Queued} messages / {QueuedBytes} bytes queued (limits {Capacity} / {MaxBytes})")]
+    public static partial void SlowConsumer(ILogger logger, long sessionId, string? user, int queued, long queuedBytes, int capacity, long maxBytes);
 
     [LoggerMessage(EventId = 13, EventName = "HeartbeatMissing", Level = LogLevel.Information, Message = "Connection {SessionId} ({User}) closed: no message for {Silence}")]
     public static partial void HeartbeatMissing(ILogger logger, long sessionId, string? user, TimeSpan silence);

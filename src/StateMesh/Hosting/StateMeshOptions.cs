@@ -38,6 +38,10 @@ public sealed class StateMeshOptions
     [Range(16, 10_000_000)]
     public int OutboundQueueCapacity { get; set; } = 65_536;
 
+    /// <summary>Bytes queued for one connection before it counts as a slow consumer and is closed.</summary>
+    [Range(64 * 1024, long.MaxValue)]
+    public long OutboundQueueMaxBytes { get; set; } = 64L * 1024 * 1024;
+
     /// <summary>Lets anyone log in when no handler answers (deepstream's "none" auth). Default: true when no users are configured.</summary>
     public bool? AllowAnonymous { get; set; }
 

@@ -26,6 +26,7 @@ internal sealed class Session
     private readonly TransportConnection _transport;
     private readonly OutboundQueue _outbound;
     private readonly CancellationTokenSource _abort = new();
+    private readonly CancellationTokenSource _closingToken = new();
     private readonly TaskCompletionSource _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ITimer? _authTimer;
     private ITimer? _heartbeatTimer;
@@ -38,7 +39,7 @@ internal sealed class Session
     {
         _node = node;
         _transport = transport;
-        _outbound = new OutboundQueue(codec, node.Options.OutboundQueueCapacity);
+        _outbound = new OutboundQueue(codec, node.Options.OutboundQueueCapacity, node.Options.OutboundQueueMaxBytes);
         Id = Interlocked.Increment(ref s_nextId);
         _lastReceived = node.Time.GetTimestamp();
     }
@@ -89,22 +90,32 @@ internal sealed class Session
         }
         finally
         {
-            Close(DisconnectReason.ClientClosed);
-            _state = SessionState.Closed;
-            _authTimer.Dispose();
-            _heartbeatTimer.Dispose();
-            _node.OnSessionClosed(this);
             try
             {
-                await writer.WaitAsync(DrainTimeout, _node.Time).ConfigureAwait(false);
+                Close(DisconnectReason.ClientClosed);
+                _state = SessionState.Closed;
+                _authTimer.Dispose();
+                _heartbeatTimer.Dispose();
+                _node.OnSessionClosed(this);
+                try
+                {
+                    await writer.WaitAsync(DrainTimeout, _node.Time).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    await _abort.CancelAsync().ConfigureAwait(false);
+                }
+                await _transport.DisposeAsync().ConfigureAwait(false);
+                NodeLog.ConnectionClosed(Logger, Id, UserId, CloseReason ?? DisconnectReason.ClientClosed);
             }
-            catch (TimeoutException)
+            catch (Exception ex)
             {
-                await _abort.CancelAsync().ConfigureAwait(false);
+                NodeLog.SessionFailed(Logger, Id, ex);
             }
-            await _transport.DisposeAsync().ConfigureAwait(false);
-            NodeLog.ConnectionClosed(Logger, Id, UserId, CloseReason ?? DisconnectReason.ClientClosed);
-            _completed.TrySetResult();
+            finally
+            {
+                _completed.TrySetResult();
+            }
         }
     }
 
@@ -258,9 +269,13 @@ internal sealed class Session
             using var _ = document;
             try
             {
-                result = await _node.Authenticator.AuthenticateAsync(new AuthenticationContext(document.RootElement, RemoteAddress), _abort.Token).ConfigureAwait(false);
+                result = await _node.Authenticator.AuthenticateAsync(new AuthenticationContext(document.RootElement, RemoteAddress), _closingToken.Token).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (OperationCanceledException) when (_closingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
             {
                 NodeLog.AuthHandlerFailed(Logger, Id, ex);
                 result = AuthenticationResult.Failure();
@@ -325,7 +340,7 @@ internal sealed class Session
         }
         if (Volatile.Read(ref _closing) == 0)
         {
-            NodeLog.SlowConsumer(Logger, Id, UserId, _outbound.Count, _node.Options.OutboundQueueCapacity);
+            NodeLog.SlowConsumer(Logger, Id, UserId, _outbound.Count, _outbound.QueuedBytes, _node.Options.OutboundQueueCapacity, _node.Options.OutboundQueueMaxBytes);
             Abort(DisconnectReason.SlowConsumer);
         }
         return false;
@@ -376,6 +391,7 @@ internal sealed class Session
             return;
         }
         CloseReason = reason;
+        _closingToken.Cancel();
         _node.CountDisconnect(reason);
         _outbound.Complete();
         _transport.Input.CancelPendingRead();

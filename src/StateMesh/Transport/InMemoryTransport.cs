@@ -6,7 +6,7 @@ namespace StateMesh.Transport;
 /// <summary>Pairs of in-memory pipes: clients in the same process reach a node by name (inproc://name).</summary>
 internal static class InMemoryTransport
 {
-    private static readonly ConcurrentDictionary<string, Func<TransportConnection, bool>> Listeners = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, Func<TransportConnection, bool>> Listeners = new(StringComparer.OrdinalIgnoreCase);
 
     public static IDisposable Listen(string name, Func<TransportConnection, bool> accept)
     {

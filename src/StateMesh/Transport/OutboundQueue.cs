@@ -15,10 +15,17 @@ internal sealed class OutboundQueue
     private const int MaxUnflushedBytes = 256 * 1024;
     private readonly Channel<ReadOnlyMemory<byte>> _channel;
     private readonly IMessageCodec _codec;
+    private readonly long _maxBytes;
+    private long _queuedBytes;
+    private ReadOnlyMemory<byte>? _carried;
 
-    public OutboundQueue(IMessageCodec codec, int capacity)
+    /// <param name="codec">Encodes the frames.</param>
+    /// <param name="capacity">Most messages queued.</param>
+    /// <param name="maxBytes">Most bytes queued (messages are shared between queues, but each queue counts them).</param>
+    public OutboundQueue(IMessageCodec codec, int capacity, long maxBytes = long.MaxValue)
     {
         _codec = codec;
+        _maxBytes = maxBytes;
         _channel = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(capacity)
         {
             SingleReader = true,
@@ -31,8 +38,23 @@ internal sealed class OutboundQueue
 
     public int Count => _channel.Reader.Count;
 
-    /// <summary>False when the queue is full (a slow consumer) or completed.</summary>
-    public bool TryEnqueue(ReadOnlyMemory<byte> encodedMessage) => _channel.Writer.TryWrite(encodedMessage);
+    public long QueuedBytes => Interlocked.Read(ref _queuedBytes);
+
+    /// <summary>False when the queue is full, by count or by bytes (a slow consumer), or completed.</summary>
+    public bool TryEnqueue(ReadOnlyMemory<byte> encodedMessage)
+    {
+        if (Interlocked.Add(ref _queuedBytes, encodedMessage.Length) > _maxBytes && encodedMessage.Length < _maxBytes)
+        {
+            Interlocked.Add(ref _queuedBytes, -encodedMessage.Length);
+            return false;
+        }
+        if (_channel.Writer.TryWrite(encodedMessage))
+        {
+            return true;
+        }
+        Interlocked.Add(ref _queuedBytes, -encodedMessage.Length);
+        return false;
+    }
 
     /// <summary>Waits for room; for clients, where the writer is the application and may wait.</summary>
     public ValueTask EnqueueAsync(ReadOnlyMemory<byte> encodedMessage, CancellationToken cancellationToken) =>
@@ -55,7 +77,7 @@ internal sealed class OutboundQueue
         var perFrame = Math.Min(_codec.MaxMessagesPerFrame, 1024);
         var batch = new ReadOnlyMemory<byte>[perFrame];
         long frames = 0;
-        while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+        while (_carried is not null || await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
         {
             var unflushed = 0;
             var messages = 0;
@@ -63,8 +85,28 @@ internal sealed class OutboundQueue
             {
                 var count = 0;
                 var bytes = 0;
-                while (count < perFrame && bytes < MaxFrameBytes && reader.TryRead(out var item))
+                // A frame never grows past MaxFrameBytes by batching; a single larger message goes alone.
+                while (count < perFrame)
                 {
+                    ReadOnlyMemory<byte> item;
+                    if (_carried is { } carried)
+                    {
+                        item = carried;
+                        _carried = null;
+                    }
+                    else if (!reader.TryRead(out item))
+                    {
+                        break;
+                    }
+                    else
+                    {
+                        Interlocked.Add(ref _queuedBytes, -item.Length);
+                    }
+                    if (count > 0 && bytes + item.Length > MaxFrameBytes)
+                    {
+                        _carried = item;
+                        break;
+                    }
                     batch[count++] = item;
                     bytes += item.Length;
                 }

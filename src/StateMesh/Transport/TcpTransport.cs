@@ -74,11 +74,24 @@ internal sealed class TcpListenerLoop : IAsyncDisposable
             }
             catch (OperationCanceledException) { return; }
             catch (ObjectDisposedException) { return; }
-            catch (SocketException) { continue; }
-            var connection = TcpTransport.FromSocket(client, client.RemoteEndPoint?.ToString() ?? "tcp");
-            if (!_accept(connection))
+            catch (SocketException)
             {
-                await connection.DisposeAsync().ConfigureAwait(false);
+                // For example too many open files: back off instead of spinning.
+                try { await Task.Delay(100, _stop.Token).ConfigureAwait(false); } catch (OperationCanceledException) { return; }
+                continue;
+            }
+            try
+            {
+                var connection = TcpTransport.FromSocket(client, client.RemoteEndPoint?.ToString() ?? "tcp");
+                if (!_accept(connection))
+                {
+                    await connection.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
+            {
+                // The peer reset before we got to it.
+                client.Dispose();
             }
         }
     }

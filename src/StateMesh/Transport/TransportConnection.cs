@@ -34,11 +34,31 @@ internal sealed class TransportConnection : IAsyncDisposable
         {
             return;
         }
-        await Output.CompleteAsync().ConfigureAwait(false);
-        await Input.CompleteAsync().ConfigureAwait(false);
+        // Completing the writer may try to flush bytes to a peer that is gone: drop them, never throw here.
+        try
+        {
+            Output.CancelPendingFlush();
+            await Output.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException or System.Net.Sockets.SocketException)
+        {
+        }
+        try
+        {
+            await Input.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+        }
         if (_onDispose is not null)
         {
-            await _onDispose().ConfigureAwait(false);
+            try
+            {
+                await _onDispose().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or System.Net.Sockets.SocketException)
+            {
+            }
         }
     }
 }

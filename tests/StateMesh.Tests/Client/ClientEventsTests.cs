@@ -53,6 +53,8 @@ public class ClientEventsTests
         var second = client.Events.Observe<int>("shared").Subscribe(_ => { });
         Assert.Single(node.Engine.Events.Registry.Get("shared"));
         first.Dispose();
+        // A round trip: had the first dispose unsubscribed, the node would have processed it by now.
+        using (await client.Events.SubscribeAsync<int>("round-trip", _ => { })) { }
         Assert.Single(node.Engine.Events.Registry.Get("shared"));
         second.Dispose();
         await WaitUntilAsync(() => node.Engine.Events.Registry.Get("shared").Length == 0);

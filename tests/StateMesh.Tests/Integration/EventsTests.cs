@@ -136,6 +136,7 @@ public class EventsTests
         await AckAsync(fast, "1");
         await slow.SendAsync(Subscribe("1", "feed"));
         await AckAsync(slow, "1");
+        var slowSession = node.Engine.Sessions.MaxBy(s => s.Id)!; // the last to log in
         slow.StopReading();
         var payload = new string('x', 1000);
         var delivered = 0;
@@ -165,6 +166,8 @@ public class EventsTests
             await Task.Delay(10);
         }
         Assert.Equal(2, node.ConnectionCount);
+        await slowSession.Completion.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(StateMesh.Diagnostics.DisconnectReason.SlowConsumer, slowSession.CloseReason);
         await slow.DisposeAsync();
     }
 }

@@ -169,6 +169,17 @@ public class SessionTests
         }
         await good.SendAsync(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Ping });
         Assert.Equal((int)ConnectionAction.Pong, (await good.ReceiveAsync()).Action);
+        // The bad client got an error for each frame (PARSER for garbage, CONNECTION INVALID_MESSAGE for a stray message).
+        for (var i = 0; i < 50; i++)
+        {
+            var reply = await bad.ReceiveAsync();
+            Assert.True(reply.IsError, reply.ToString());
+            Assert.Contains(reply.Topic, new[] { Topic.Parser, Topic.Connection });
+        }
+        // And once it goes, its session finishes cleanly, even though replies were still on their way.
+        var badSession = Assert.Single(node.Engine.Sessions, s => s.State == StateMesh.Server.SessionState.AwaitingChallenge);
+        await bad.DisposeAsync();
+        await badSession.Completion.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     [Fact]

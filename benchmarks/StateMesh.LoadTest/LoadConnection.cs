@@ -22,7 +22,16 @@ internal sealed class LoadConnection : IAsyncDisposable
 
     public long Delivered;
 
+    /// <summary>Messages that count as deliveries (default: events).</summary>
+    public Func<Message, bool> Counts { get; set; } = static m => m.Topic == Topic.Event && m.Action == (int)EventAction.Emit;
+
+    /// <summary>Called for each delivery.</summary>
     public Action<Message>? OnEvent { get; set; }
+
+    /// <summary>Called for every other message after login (acks, errors).</summary>
+    public Action<Message>? OnOther { get; set; }
+
+    private bool _loggedIn;
 
     public static async Task<LoadConnection> OpenAsync(Uri address, string user)
     {
@@ -35,11 +44,23 @@ internal sealed class LoadConnection : IAsyncDisposable
         {
             throw new InvalidOperationException("login refused: " + auth);
         }
+        connection._loggedIn = true;
         return connection;
     }
 
     public Task SubscribeAsync(string name) =>
         RequestAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Subscribe, Names = [name], CorrelationId = "1" }, null);
+
+    /// <summary>Subscribes to a record and waits for its READ_RESPONSE (after the ack). Returns its version.</summary>
+    public async Task<int> SubscribeRecordAsync(string name)
+    {
+        var read = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _readWait, read);
+        Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.SubscribeCreateAndRead, Names = [name], CorrelationId = "1" });
+        return (await read.Task.WaitAsync(TimeSpan.FromSeconds(30))).Version ?? 0;
+    }
+
+    private TaskCompletionSource<Message>? _readWait;
 
     private async Task<Message> RequestAsync(Message request, ConnectionAction? expected)
     {
@@ -78,14 +99,26 @@ internal sealed class LoadConnection : IAsyncDisposable
                     NativeCodec.Instance.ParseFrame(frame, messages);
                     foreach (var m in messages)
                     {
-                        if (m.Topic == Topic.Event && m.Action == (int)EventAction.Emit)
+                        if (Counts(m))
                         {
                             Interlocked.Increment(ref Delivered);
                             OnEvent?.Invoke(m);
                         }
+                        else if (m.Topic == Topic.Record && m.Action == (int)RecordAction.ReadResponse && Interlocked.Exchange(ref _readWait, null) is { } read)
+                        {
+                            read.TrySetResult(m);
+                        }
+                        else if (m.IsAck && m.Topic == Topic.Record)
+                        {
+                            // subscription acks: nothing to do
+                        }
                         else if (Interlocked.Exchange(ref _waiting, null) is { } waiting)
                         {
                             waiting.TrySetResult(m);
+                        }
+                        else if (_loggedIn)
+                        {
+                            OnOther?.Invoke(m);
                         }
                     }
                 }

@@ -13,8 +13,12 @@ var options = LoadOptions.Parse(args);
 if (options is null)
 {
     Console.Error.WriteLine("""
-        usage: StateMesh.LoadTest fanout [--address tcp://127.0.0.1:6021] [--publishers 1] [--subscribers 100]
-                                         [--seconds 10] [--warmup 2] [--payload 64] [--window 5000] [--json file]
+        usage: StateMesh.LoadTest <scenario> [options]
+          fanout   P publishers emit one event that S subscribers observe
+          records  one writer patches a record that S clients observe
+          durable  W writers each write their own record and wait for the durable write acknowledgement
+        options: [--address tcp://127.0.0.1:6021] [--publishers 1] [--subscribers 100] [--writers 1]
+                 [--seconds 10] [--warmup 2] [--payload 64] [--window 5000] [--json file]
         """);
     return 2;
 }
@@ -24,7 +28,12 @@ if (!System.Net.IPAddress.TryParse(options.Address.Host, out var ip) || !System.
     return 2;
 }
 
-var result = await Fanout.RunAsync(options);
+var result = options.Scenario switch
+{
+    "records" => await RecordScenarios.PatchFanoutAsync(options),
+    "durable" => await RecordScenarios.DurableWritesAsync(options),
+    _ => await Fanout.RunAsync(options),
+};
 Console.WriteLine(result.ToMarkdown());
 if (options.JsonPath is not null)
 {
@@ -34,15 +43,15 @@ return result.Errors == 0 ? 0 : 1;
 
 namespace StateMesh.LoadTest
 {
-    internal sealed record LoadOptions(string Scenario, Uri Address, int Publishers, int Subscribers, int Seconds, int Warmup, int Payload, int Window, string? JsonPath)
+    internal sealed record LoadOptions(string Scenario, Uri Address, int Publishers, int Subscribers, int Seconds, int Warmup, int Payload, int Window, string? JsonPath, int Writers = 1)
     {
         public static LoadOptions? Parse(string[] args)
         {
-            if (args.Length == 0 || args[0] != "fanout")
+            if (args.Length == 0 || args[0] is not ("fanout" or "records" or "durable"))
             {
                 return null;
             }
-            var o = new LoadOptions("fanout", new Uri("tcp://127.0.0.1:6021"), 1, 100, 10, 2, 64, 5000, null);
+            var o = new LoadOptions(args[0], new Uri("tcp://127.0.0.1:6021"), 1, 100, 10, 2, 64, 5000, null);
             for (var i = 1; i + 1 < args.Length; i += 2)
             {
                 var v = args[i + 1];
@@ -56,6 +65,7 @@ namespace StateMesh.LoadTest
                     "--payload" => o with { Payload = int.Parse(v, CultureInfo.InvariantCulture) },
                     "--window" => o with { Window = int.Parse(v, CultureInfo.InvariantCulture) },
                     "--json" => o with { JsonPath = v },
+                    "--writers" => o with { Writers = Math.Clamp(int.Parse(v, CultureInfo.InvariantCulture), 1, 1000) },
                     _ => throw new ArgumentException($"unknown option {args[i]}"),
                 };
             }

@@ -17,11 +17,22 @@ Console.WriteLine($"Connected to {address} as {name}. Type a message and press E
 
 while (Console.ReadLine() is { } text)
 {
-    if (text.Length > 0)
+    if (text.Length == 0)
+    {
+        continue;
+    }
+    try
     {
         await client.Events.PublishAsync(Room, new ChatLine(name, text));
     }
+    catch (StateMeshOfflineException ex)
+    {
+        Console.WriteLine($"[not sent: {ex.Message}]");
+    }
 }
-await client.Events.PublishAsync(Room, new ChatLine(name, "left"));
+if (client.ConnectionState == ConnectionState.Open)
+{
+    await client.Events.PublishAsync(Room, new ChatLine(name, "left"));
+}
 
 internal sealed record ChatLine(string From, string Text);

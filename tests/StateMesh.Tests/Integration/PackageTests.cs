@@ -43,6 +43,31 @@ public class PackageTests
         return output;
     }
 
+    /// <summary>Every package under src/ (the runnable server is not a package).</summary>
+    private static readonly string[] Packages = ["StateMesh", "StateMesh.Sqlite"];
+
+    [Fact]
+    public void Every_library_under_src_is_in_the_packed_list()
+    {
+        var libraries = Directory.GetDirectories(Path.Combine(RepositoryRoot, "src")).Select(Path.GetFileName).Where(n => n != "StateMesh.Server").Order();
+        Assert.Equal(libraries, Packages.Order());
+    }
+
+    private static async Task CheckPackageAsync(string nupkg, string package)
+    {
+        Assert.True(File.Exists(nupkg), $"{package} was not packed");
+        using var zip = System.IO.Compression.ZipFile.OpenRead(nupkg);
+        var nuspec = zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal));
+        using var reader = new StreamReader(nuspec.Open());
+        var text = await reader.ReadToEndAsync();
+        Assert.Contains("<license type=\"expression\">MIT</license>", text, StringComparison.Ordinal);
+        Assert.Contains("<readme>README.md</readme>", text, StringComparison.Ordinal);
+        Assert.Contains("<repository type=\"git\"", text, StringComparison.Ordinal);
+        Assert.Contains("<description>", text, StringComparison.Ordinal);
+        Assert.Contains(zip.Entries, e => e.FullName == "README.md");
+        Assert.Contains(zip.Entries, e => e.FullName == $"lib/net10.0/{package}.xml");
+    }
+
     private static void CopySources(string from, string to)
     {
         Directory.CreateDirectory(to);
@@ -75,20 +100,14 @@ public class PackageTests
                 Directory.CreateDirectory(copy);
                 File.Copy(Path.Combine(RepositoryRoot, file), Path.Combine(copy, file));
             }
-            CopySources(Path.Combine(RepositoryRoot, "src", "StateMesh"), Path.Combine(copy, "src", "StateMesh"));
-            await RunAsync(copy, "pack", Path.Combine(copy, "src", "StateMesh", "StateMesh.csproj"), "-c", "Release", "-o", feed, $"-p:Version={version}");
-            var nupkg = Path.Combine(feed, $"StateMesh.{version}.nupkg");
-            Assert.True(File.Exists(nupkg), "the package was not written");
-            using (var zip = System.IO.Compression.ZipFile.OpenRead(nupkg))
+            foreach (var package in Packages)
             {
-                var nuspec = zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal));
-                using var reader = new StreamReader(nuspec.Open());
-                var text = await reader.ReadToEndAsync();
-                Assert.Contains("<license type=\"expression\">MIT</license>", text, StringComparison.Ordinal);
-                Assert.Contains("<readme>README.md</readme>", text, StringComparison.Ordinal);
-                Assert.Contains("<repository type=\"git\"", text, StringComparison.Ordinal);
-                Assert.Contains(zip.Entries, e => e.FullName == "README.md");
-                Assert.Contains(zip.Entries, e => e.FullName == "lib/net10.0/StateMesh.xml");
+                CopySources(Path.Combine(RepositoryRoot, "src", package), Path.Combine(copy, "src", package));
+            }
+            foreach (var package in Packages)
+            {
+                await RunAsync(copy, "pack", Path.Combine(copy, "src", package, package + ".csproj"), "-c", "Release", "-o", feed, $"-p:Version={version}");
+                await CheckPackageAsync(Path.Combine(feed, $"{package}.{version}.nupkg"), package);
             }
 
             var app = Path.Combine(work.FullName, "app");
@@ -113,6 +132,7 @@ public class PackageTests
                   </PropertyGroup>
                   <ItemGroup>
                     <PackageReference Include="StateMesh" Version="{version}" />
+                    <PackageReference Include="StateMesh.Sqlite" Version="{version}" />
                     <PackageReference Include="Microsoft.Extensions.Hosting" Version="10.0.15" />
                   </ItemGroup>
                 </Project>
@@ -123,7 +143,8 @@ public class PackageTests
                 using StateMesh.Client;
 
                 var builder = Host.CreateApplicationBuilder(args);
-                builder.Services.AddStateMesh(mesh => mesh.AddTcpEndpoint(0));
+                var data = Path.Combine(AppContext.BaseDirectory, "data");
+                builder.Services.AddStateMesh(mesh => mesh.AddTcpEndpoint(0).Configure(o => o.DataDirectory = data).AddSqliteStorage("app.db"));
                 using var host = builder.Build();
                 await host.StartAsync();
                 var node = host.Services.GetRequiredService<StateMesh.StateMeshNode>();
@@ -133,10 +154,13 @@ public class PackageTests
                 using var sub = await remote.Events.SubscribeAsync<string>("hello", v => received.TrySetResult(v));
                 await local.Events.PublishAsync("hello", "from the package");
                 Console.WriteLine("received: " + await received.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+                var write = await remote.Records.SetDataWithAckAsync("settings", new { theme = "dark" });
+                Console.WriteLine("stored: " + write.Succeeded + " " + File.Exists(Path.Combine(data, "app.db")));
                 await host.StopAsync();
                 """);
             var output = await RunAsync(app, "run", "-c", "Release");
             Assert.Contains("received: from the package", output, StringComparison.Ordinal);
+            Assert.Contains("stored: True True", output, StringComparison.Ordinal);
         }
         finally
         {

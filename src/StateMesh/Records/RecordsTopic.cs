@@ -457,7 +457,7 @@ internal sealed class RecordsTopic
         Path = request.Path,
     };
 
-    private static bool TryApplyPath(ReadOnlyMemory<byte> current, PathToken[] tokens, ReadOnlyMemory<byte>? value, out ReadOnlyMemory<byte> next, out string error)
+    internal static bool TryApplyPath(ReadOnlyMemory<byte> current, PathToken[] tokens, ReadOnlyMemory<byte>? value, out ReadOnlyMemory<byte> next, out string error)
     {
         next = default;
         JsonNode? root;

@@ -73,6 +73,7 @@ internal sealed class EventsClient(StateMeshClient client) : IEventsClient
         cancellationToken.ThrowIfCancellationRequested();
         var info = typeInfo ?? client.GetTypeInfo<T>();
         var data = JsonSerializer.SerializeToUtf8Bytes(value, info);
+        client.CheckPayloadSize(data.Length, $"The event '{name}'");
         return client.SendOrQueue(new Message { Topic = Topic.Event, Action = (int)EventAction.Emit, Name = name, Data = data });
     }
 

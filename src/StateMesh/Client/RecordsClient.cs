@@ -132,6 +132,7 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
     internal Task<RecordWriteResult>? Write(RecordEntry entry, RecordAction action, string? path, byte[]? value, bool acknowledge, out Task sent)
     {
         PathToken[] tokens = path is null ? [] : ParsePath(path);
+        client.CheckPayloadSize(value?.Length ?? 0, $"The write to record '{entry.Name}'");
         Message message;
         PendingWrite? pending = null;
         lock (entry.Gate)
@@ -198,6 +199,7 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
     private Task SendData(string name, string? path, byte[] value, bool acknowledge, out Task<RecordWriteResult>? result)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
+        client.CheckPayloadSize(value.Length, $"The write to record '{name}'");
         if (path is not null)
         {
             ParsePath(path);

@@ -135,6 +135,15 @@ public sealed class StateMeshClient : IStateMeshClient
         return (System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>)serializer.GetTypeInfo(typeof(T));
     }
 
+    /// <summary>Refuses a payload the node would refuse, before anything is sent.</summary>
+    internal void CheckPayloadSize(int length, string what)
+    {
+        if (length > _options.MaxOutgoingPayloadSize)
+        {
+            throw new ArgumentException($"{what} is {length} bytes; the limit is {_options.MaxOutgoingPayloadSize} (StateMeshClientOptions.MaxOutgoingPayloadSize, which should match the node's StateMesh:MaxMessageSize).");
+        }
+    }
+
     internal string NextCorrelationId() => Interlocked.Increment(ref _correlation).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The first connect. Throws when it fails; no reconnect loop starts.</summary>

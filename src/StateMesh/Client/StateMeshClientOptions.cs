@@ -36,6 +36,9 @@ public sealed class StateMeshClientOptions
     /// <summary>How long the handshake and login may take.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>The largest payload the client sends (the node's StateMesh:MaxMessageSize, 1 MiB by default); larger ones throw at once.</summary>
+    public int MaxOutgoingPayloadSize { get; set; } = 1024 * 1024 - 1024;
+
     /// <summary>The largest frame the client accepts from a node.</summary>
     public int MaxMessageSize { get; set; } = 16 * 1024 * 1024;
 

@@ -391,16 +391,14 @@ internal sealed class RecordsTopic
                 return;
             }
             var current = loaded.State ?? RecordState.Empty;
-            var version = requested == -1 ? current.Version + 1 : requested;
-            if (version <= current.Version)
+            switch (RecordVersions.Check(current.Version, requested, out var version))
             {
-                session.Send(WriteError(message, RecordAction.VersionExists) with { Version = current.Version, Data = current.Data });
-                return;
-            }
-            if (version > current.Version + 1)
-            {
-                session.Send(WriteError(message, RecordAction.InvalidVersion) with { Version = current.Version, Data = null });
-                return;
+                case VersionCheck.Exists:
+                    session.Send(WriteError(message, RecordAction.VersionExists) with { Version = current.Version, Data = current.Data });
+                    return;
+                case VersionCheck.Gap:
+                    session.Send(WriteError(message, RecordAction.InvalidVersion) with { Version = current.Version, Data = null });
+                    return;
             }
             ReadOnlyMemory<byte> next;
             if (patch || erase)

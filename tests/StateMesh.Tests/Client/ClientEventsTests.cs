@@ -219,3 +219,19 @@ public class ClientEventsTests
         }
     }
 }
+
+public class ClientLimitsTests
+{
+    [Fact]
+    public async Task A_payload_over_the_limit_is_refused_before_sending_and_the_connection_stays()
+    {
+        await using var node = await Support.TestNode.StartAsync();
+        await using var client = await StateMeshClient.ConnectAsync(node.TcpAddress!.ToString());
+        var big = new string('x', 2 * 1024 * 1024);
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => client.Events.PublishAsync("big", big));
+        Assert.Contains("MaxOutgoingPayloadSize", ex.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<ArgumentException>(() => client.Records.SetDataAsync("big", new { big }));
+        using var _ = await client.Events.SubscribeAsync<int>("still-open", _ => { });
+        Assert.Equal(ConnectionState.Open, client.ConnectionState);
+    }
+}

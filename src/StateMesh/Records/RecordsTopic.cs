@@ -99,39 +99,17 @@ internal sealed class RecordsTopic
     /// <summary>Store first, then storage (promoting what it finds), each under its own timeout.</summary>
     private async ValueTask<Loaded> LoadAsync(string name)
     {
-        RecordState? state;
-        try
+        var fromStore = await ReadAsync(_store.GetAsync(name, CancellationToken.None), name, _options.CacheRetrievalTimeout, RecordAction.CacheRetrievalTimeout, "the record store").ConfigureAwait(false);
+        if (fromStore.Error is not null || fromStore.State is not null || IsExcluded(name))
         {
-            var pending = _store.GetAsync(name, CancellationToken.None);
-            state = pending.IsCompletedSuccessfully ? pending.Result : await pending.AsTask().WaitAsync(_options.CacheRetrievalTimeout, _node.Time).ConfigureAwait(false);
+            return fromStore;
         }
-        catch (TimeoutException)
+        var fromStorage = await ReadAsync(_storage.GetAsync(name, CancellationToken.None), name, _options.StorageRetrievalTimeout, RecordAction.StorageRetrievalTimeout, "storage").ConfigureAwait(false);
+        if (fromStorage.Error is not null)
         {
-            return new Loaded(null, RecordAction.CacheRetrievalTimeout, $"the record store did not answer within {_options.CacheRetrievalTimeout}");
+            return fromStorage;
         }
-        catch (Exception ex)
-        {
-            RecordLog.LoadFailed(_node.Logger, name, ex);
-            return new Loaded(null, RecordAction.RecordLoadError, "the record store failed: " + ex.Message);
-        }
-        if (state is not null || IsExcluded(name))
-        {
-            return new Loaded(state, null, null);
-        }
-        try
-        {
-            var pending = _storage.GetAsync(name, CancellationToken.None);
-            state = pending.IsCompletedSuccessfully ? pending.Result : await pending.AsTask().WaitAsync(_options.StorageRetrievalTimeout, _node.Time).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            return new Loaded(null, RecordAction.StorageRetrievalTimeout, $"storage did not answer within {_options.StorageRetrievalTimeout}");
-        }
-        catch (Exception ex)
-        {
-            RecordLog.LoadFailed(_node.Logger, name, ex);
-            return new Loaded(null, RecordAction.RecordLoadError, "storage failed: " + ex.Message);
-        }
+        var state = fromStorage.State;
         if (state is { } found)
         {
             var promoted = await _store.CompareAndSetAsync(name, -1, found, CancellationToken.None).ConfigureAwait(false);
@@ -141,6 +119,25 @@ internal sealed class RecordsTopic
             }
         }
         return new Loaded(state, null, null);
+    }
+
+    /// <summary>One read, bounded in time; a timeout and a failure are different errors.</summary>
+    private async ValueTask<Loaded> ReadAsync(ValueTask<RecordState?> pending, string name, TimeSpan timeout, RecordAction timeoutError, string source)
+    {
+        try
+        {
+            var state = pending.IsCompletedSuccessfully ? pending.Result : await pending.AsTask().WaitAsync(timeout, _node.Time).ConfigureAwait(false);
+            return new Loaded(state, null, null);
+        }
+        catch (TimeoutException)
+        {
+            return new Loaded(null, timeoutError, $"{source} did not answer within {timeout}");
+        }
+        catch (Exception ex)
+        {
+            RecordLog.LoadFailed(_node.Logger, name, ex);
+            return new Loaded(null, RecordAction.RecordLoadError, $"{source} failed: {ex.Message}");
+        }
     }
 
     private void SendLoadError(Session session, Message request, string name, Loaded loaded) =>

@@ -20,6 +20,9 @@ public interface IStateMeshClient : IAsyncDisposable
     /// <summary>Records: observe, read and write versioned JSON documents.</summary>
     IRecordsClient Records { get; }
 
+    /// <summary>Presence: who is online.</summary>
+    IPresenceClient Presence { get; }
+
     /// <summary>Closes the connection; pending operations fail.</summary>
     Task CloseAsync(CancellationToken cancellationToken = default);
 }

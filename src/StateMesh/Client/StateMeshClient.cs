@@ -32,6 +32,7 @@ public sealed class StateMeshClient : IStateMeshClient
     private readonly object _gate = new();
     private readonly EventsClient _events;
     private readonly RecordsClient _records;
+    private readonly PresenceClient _presence;
     private readonly ITimer _heartbeat;
     private ClientLink? _link;
     private bool _open;
@@ -51,6 +52,7 @@ public sealed class StateMeshClient : IStateMeshClient
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Client");
         _events = new EventsClient(this);
         _records = new RecordsClient(this);
+        _presence = new PresenceClient(this);
         _heartbeat = options.TimeProvider.CreateTimer(static s => ((StateMeshClient)s!).OnHeartbeat(), this, options.HeartbeatInterval, options.HeartbeatInterval);
     }
 
@@ -105,6 +107,9 @@ public sealed class StateMeshClient : IStateMeshClient
 
     /// <inheritdoc />
     public IRecordsClient Records => _records;
+
+    /// <inheritdoc />
+    public IPresenceClient Presence => _presence;
 
     internal StateMeshClientOptions Options => _options;
 
@@ -237,6 +242,7 @@ public sealed class StateMeshClient : IStateMeshClient
             _open = true;
             _events.OnOpened(link);
             _records.OnOpened(link);
+            _presence.OnOpened(link);
             queued = [.. _offline];
             _offline.Clear();
             _limboTimer?.Dispose();
@@ -294,6 +300,9 @@ public sealed class StateMeshClient : IStateMeshClient
                 break;
             case Topic.Record:
                 _records.Handle(message);
+                break;
+            case Topic.Presence:
+                _presence.Handle(message);
                 break;
             default:
                 if (message.IsError)

@@ -56,7 +56,12 @@ public enum PresenceAction
 {
     Unknown = 0, Error = 1, QueryAll = 2, QueryAllResponse = 3, Query = 4, QueryResponse = 5,
     PresenceJoin = 6, PresenceJoinAll = 7, PresenceLeave = 8, PresenceLeaveAll = 9, Subscribe = 10, Unsubscribe = 11,
-    SubscribeAll = 12, UnsubscribeAll = 13, InvalidPresenceUsers = 100, MessagePermissionError = 101,
+    SubscribeAll = 12, UnsubscribeAll = 13,
+    /// <summary>StateMesh only (native protocol): how many users are online.</summary>
+    QueryCount = 50,
+    /// <summary>StateMesh only: the answer to QueryCount, the number in <c>version</c>.</summary>
+    QueryCountResponse = 51,
+    InvalidPresenceUsers = 100, MessagePermissionError = 101,
     MessageDenied = 102, MultipleSubscriptions = 103, NotSubscribed = 104,
 }
 

@@ -23,6 +23,7 @@ internal sealed class NodeEngine
         _metrics = metrics;
         Events = new EventsTopic(this);
         Records = new Records.RecordsTopic(this, store, storage);
+        Presence = new Presence.PresenceTopic(this);
     }
 
     public StateMeshOptions Options { get; }
@@ -36,6 +37,10 @@ internal sealed class NodeEngine
     public EventsTopic Events { get; }
 
     public Records.RecordsTopic Records { get; }
+
+    public Presence.PresenceTopic Presence { get; }
+
+    public void OnAuthenticated(Session session) => Presence.OnAuthenticated(session);
 
     public int SessionCount => _sessions.Count;
 
@@ -65,8 +70,10 @@ internal sealed class NodeEngine
                 break;
             case Topic.Record:
                 return Records.HandleAsync(session, message);
-            case Topic.Rpc:
             case Topic.Presence:
+                Presence.Handle(session, message);
+                break;
+            case Topic.Rpc:
                 session.SendError(message, 1, $"the {message.Topic} topic is not supported by this node yet");
                 break;
             default:
@@ -89,6 +96,7 @@ internal sealed class NodeEngine
             _metrics.Connections.Add(-1);
             Events.RemoveSession(session);
             Records.RemoveSession(session);
+            Presence.RemoveSession(session);
         }
     }
 

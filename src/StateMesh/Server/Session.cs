@@ -56,6 +56,18 @@ internal sealed class Session
 
     public JsonNode? ServerData { get; private set; }
 
+    /// <summary>Counts for presence: logged in with a real user id, not anonymously, and not the node's own client.</summary>
+    public bool CountsForPresence => _state == SessionState.Open && UserId is { } id && id != OpenAuthenticationHandler.AnonymousId && _transport.TrustedUserId is null;
+
+    /// <summary>Set when presence counted this connection (so that its close is counted too).</summary>
+    public bool CountedForPresence { get; set; }
+
+    /// <summary>Users whose joins and leaves this session is subscribed to; touched only by its read loop.</summary>
+    public HashSet<string> PresenceSubscriptions { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>True while subscribed to every join and leave.</summary>
+    public bool PresenceSubscribedToAll { get; set; }
+
     public DisconnectReason? CloseReason { get; private set; }
 
     /// <summary>Event names this session subscribes to; touched only by its read loop.</summary>
@@ -288,6 +300,7 @@ internal sealed class Session
             _state = SessionState.Open;
             _authTimer?.Dispose();
             Send(new Message { Topic = Topic.Auth, Action = (int)AuthAction.AuthSuccessful, Data = ToJson(result.ClientData) });
+            _node.OnAuthenticated(this);
             return;
         }
         _authAttempts++;

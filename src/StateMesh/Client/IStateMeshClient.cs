@@ -23,6 +23,9 @@ public interface IStateMeshClient : IAsyncDisposable
     /// <summary>Presence: who is online.</summary>
     IPresenceClient Presence { get; }
 
+    /// <summary>Remote procedure calls.</summary>
+    IRpcClient Rpc { get; }
+
     /// <summary>Closes the connection; pending operations fail.</summary>
     Task CloseAsync(CancellationToken cancellationToken = default);
 }

@@ -33,6 +33,7 @@ public sealed class StateMeshClient : IStateMeshClient
     private readonly EventsClient _events;
     private readonly RecordsClient _records;
     private readonly PresenceClient _presence;
+    private readonly RpcClient _rpc;
     private readonly ITimer _heartbeat;
     private ClientLink? _link;
     private bool _open;
@@ -53,6 +54,7 @@ public sealed class StateMeshClient : IStateMeshClient
         _events = new EventsClient(this);
         _records = new RecordsClient(this);
         _presence = new PresenceClient(this);
+        _rpc = new RpcClient(this);
         _heartbeat = options.TimeProvider.CreateTimer(static s => ((StateMeshClient)s!).OnHeartbeat(), this, options.HeartbeatInterval, options.HeartbeatInterval);
     }
 
@@ -110,6 +112,9 @@ public sealed class StateMeshClient : IStateMeshClient
 
     /// <inheritdoc />
     public IPresenceClient Presence => _presence;
+
+    /// <inheritdoc />
+    public IRpcClient Rpc => _rpc;
 
     internal StateMeshClientOptions Options => _options;
 
@@ -243,6 +248,7 @@ public sealed class StateMeshClient : IStateMeshClient
             _events.OnOpened(link);
             _records.OnOpened(link);
             _presence.OnOpened(link);
+            _rpc.OnOpened(link);
             queued = [.. _offline];
             _offline.Clear();
             _limboTimer?.Dispose();
@@ -304,6 +310,9 @@ public sealed class StateMeshClient : IStateMeshClient
             case Topic.Presence:
                 _presence.Handle(message);
                 break;
+            case Topic.Rpc:
+                _rpc.Handle(message);
+                break;
             default:
                 if (message.IsError)
                 {
@@ -335,6 +344,7 @@ public sealed class StateMeshClient : IStateMeshClient
                 }
             }
             _records.OnConnectionLost();
+            _rpc.OnConnectionLost();
             reconnect = wasOpen && !_closing.IsCancellationRequested;
             if (reconnect)
             {

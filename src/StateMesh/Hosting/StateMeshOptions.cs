@@ -105,7 +105,7 @@ public sealed class StateMeshUserOptions
     public string? ServerData { get; set; }
 }
 
-/// <summary>RPC timeouts (the RPC topic is not built yet; the keys are read and validated now).</summary>
+/// <summary>RPC timeouts and what providers learn about callers.</summary>
 public sealed class RpcOptions
 {
     /// <summary>A provider must accept a request within this time.</summary>
@@ -113,6 +113,12 @@ public sealed class RpcOptions
 
     /// <summary>A provider must respond within this time.</summary>
     public TimeSpan ResponseTimeout { get; set; } = TimeSpan.FromMilliseconds(10_000);
+
+    /// <summary>Pass the caller's user id to the provider (requestorName).</summary>
+    public bool ProvideRequestorName { get; set; }
+
+    /// <summary>Pass the caller's client data to the provider (requestorData).</summary>
+    public bool ProvideRequestorData { get; set; }
 }
 
 /// <summary>Listening timeouts (listening is not built yet; the keys are read and validated now).</summary>

@@ -58,6 +58,9 @@ public sealed record Message
     /// <summary>The client data of an RPC requestor (JSON), when the node passes it on.</summary>
     public ReadOnlyMemory<byte>? RequestorData { get; init; }
 
+    /// <summary>RPC (native protocol only): the caller's own response timeout in milliseconds; the node uses the shorter of it and its own.</summary>
+    public int? RequestTimeout { get; init; }
+
     /// <summary>CONNECTION: the URL the client dialled.</summary>
     public string? Url { get; init; }
 

@@ -13,7 +13,7 @@ public sealed class NativeCodec : IMessageCodec
     private const int KeyTopic = 0, KeyAction = 1, KeyName = 2, KeyNames = 3, KeyCorrelationId = 4, KeyData = 5,
         KeyVersion = 6, KeyPath = 7, KeyIsAck = 8, KeyIsError = 9, KeyIsWriteAck = 10, KeyOriginalTopic = 11,
         KeyOriginalAction = 12, KeySubscription = 13, KeyVersions = 14, KeyRequestorName = 15, KeyRequestorData = 16,
-        KeyUrl = 17, KeyProtocolVersion = 18, KeySdkVersion = 19, KeySdkType = 20;
+        KeyUrl = 17, KeyProtocolVersion = 18, KeySdkVersion = 19, KeySdkType = 20, KeyRequestTimeout = 21;
 
     private readonly NativeCodecLimits _limits;
 
@@ -79,7 +79,7 @@ public sealed class NativeCodec : IMessageCodec
         string? url = null, protocolVersion = null, sdkVersion = null, sdkType = null;
         string[]? names = null;
         ReadOnlyMemory<byte>? data = null, requestorData = null;
-        int? version = null, originalAction = null;
+        int? version = null, originalAction = null, requestTimeout = null;
         Topic? originalTopic = null;
         bool isAck = false, isError = false, isWriteAck = false;
         Dictionary<string, int>? versions = null;
@@ -136,6 +136,7 @@ public sealed class NativeCodec : IMessageCodec
                 case KeyProtocolVersion: protocolVersion = ReadString(ref reader); break;
                 case KeySdkVersion: sdkVersion = ReadString(ref reader); break;
                 case KeySdkType: sdkType = ReadString(ref reader); break;
+                case KeyRequestTimeout: requestTimeout = reader.ReadInt32(); break;
                 default:
                     // Unknown keys from a newer peer are skipped, but only scalars: no unbounded nesting.
                     var type = reader.NextMessagePackType;
@@ -157,7 +158,7 @@ public sealed class NativeCodec : IMessageCodec
             Version = version, Path = path, IsAck = isAck, IsError = isError, IsWriteAck = isWriteAck,
             OriginalTopic = originalTopic, OriginalAction = originalAction, Subscription = subscription,
             Versions = versions, RequestorName = requestorName, RequestorData = requestorData,
-            Url = url, ProtocolVersion = protocolVersion, SdkVersion = sdkVersion, SdkType = sdkType,
+            Url = url, ProtocolVersion = protocolVersion, SdkVersion = sdkVersion, SdkType = sdkType, RequestTimeout = requestTimeout,
         };
         return null;
     }
@@ -213,6 +214,7 @@ public sealed class NativeCodec : IMessageCodec
         if (message.ProtocolVersion is not null) { fields++; }
         if (message.SdkVersion is not null) { fields++; }
         if (message.SdkType is not null) { fields++; }
+        if (message.RequestTimeout is not null) { fields++; }
         writer.WriteMapHeader(fields);
         writer.Write(KeyTopic); writer.Write((byte)message.Topic);
         writer.Write(KeyAction); writer.Write(message.Action);
@@ -245,6 +247,7 @@ public sealed class NativeCodec : IMessageCodec
         if (message.ProtocolVersion is not null) { writer.Write(KeyProtocolVersion); writer.Write(message.ProtocolVersion); }
         if (message.SdkVersion is not null) { writer.Write(KeySdkVersion); writer.Write(message.SdkVersion); }
         if (message.SdkType is not null) { writer.Write(KeySdkType); writer.Write(message.SdkType); }
+        if (message.RequestTimeout is { } timeout) { writer.Write(KeyRequestTimeout); writer.Write(timeout); }
         writer.Flush();
     }
 

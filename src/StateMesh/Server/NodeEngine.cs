@@ -24,6 +24,7 @@ internal sealed class NodeEngine
         Events = new EventsTopic(this);
         Records = new Records.RecordsTopic(this, store, storage);
         Presence = new Presence.PresenceTopic(this);
+        Rpc = new Rpc.RpcTopic(this);
     }
 
     public StateMeshOptions Options { get; }
@@ -39,6 +40,8 @@ internal sealed class NodeEngine
     public Records.RecordsTopic Records { get; }
 
     public Presence.PresenceTopic Presence { get; }
+
+    public Rpc.RpcTopic Rpc { get; }
 
     public void OnAuthenticated(Session session) => Presence.OnAuthenticated(session);
 
@@ -74,7 +77,7 @@ internal sealed class NodeEngine
                 Presence.Handle(session, message);
                 break;
             case Topic.Rpc:
-                session.SendError(message, 1, $"the {message.Topic} topic is not supported by this node yet");
+                Rpc.Handle(session, message);
                 break;
             default:
                 session.SendParserError(ParserAction.UnknownTopic, $"unknown topic {(int)message.Topic}", message);
@@ -97,6 +100,7 @@ internal sealed class NodeEngine
             Events.RemoveSession(session);
             Records.RemoveSession(session);
             Presence.RemoveSession(session);
+            Rpc.RemoveSession(session);
         }
     }
 

@@ -56,8 +56,14 @@ internal sealed class Session
 
     public JsonNode? ServerData { get; private set; }
 
+    /// <summary>The client data of the login, as JSON (passed to RPC providers when configured).</summary>
+    public ReadOnlyMemory<byte>? ClientData { get; private set; }
+
     /// <summary>Counts for presence: logged in with a real user id, not anonymously, and not the node's own client.</summary>
     public bool CountsForPresence => _state == SessionState.Open && UserId is { } id && id != OpenAuthenticationHandler.AnonymousId && _transport.TrustedUserId is null;
+
+    /// <summary>RPC names this session provides.</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, byte> RpcProvides { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Set when presence counted this connection (so that its close is counted too).</summary>
     public bool CountedForPresence { get; set; }
@@ -297,6 +303,7 @@ internal sealed class Session
         {
             UserId = result.Id ?? OpenAuthenticationHandler.AnonymousId;
             ServerData = result.ServerData;
+            ClientData = ToJson(result.ClientData);
             _state = SessionState.Open;
             _authTimer?.Dispose();
             Send(new Message { Topic = Topic.Auth, Action = (int)AuthAction.AuthSuccessful, Data = ToJson(result.ClientData) });

@@ -40,7 +40,7 @@ public class NativeCodecTests
             IsAck = true, IsError = true, IsWriteAck = true, OriginalTopic = Topic.Event, OriginalAction = 7,
             Subscription = "sub", Versions = new Dictionary<string, int> { ["r1"] = 3, ["r2"] = -1 },
             RequestorName = "ana", RequestorData = Encoding.UTF8.GetBytes("{}"), Url = "tcp://x", ProtocolVersion = "0.1a",
-            SdkVersion = "1.0", SdkType = "dotnet",
+            SdkVersion = "1.0", SdkType = "dotnet", RequestTimeout = 250,
         };
         var parsed = Assert.Single(Parse(Frame(message), out var error));
         Assert.Null(error);
@@ -51,7 +51,7 @@ public class NativeCodecTests
         Assert.Equal(message.Versions, parsed.Versions);
         Assert.Equal((message.Url, message.ProtocolVersion, message.SdkVersion, message.SdkType, message.Subscription, message.RequestorName),
             (parsed.Url, parsed.ProtocolVersion, parsed.SdkVersion, parsed.SdkType, parsed.Subscription, parsed.RequestorName));
-        Assert.Equal((message.OriginalTopic, message.OriginalAction, message.Version), (parsed.OriginalTopic, parsed.OriginalAction, parsed.Version));
+        Assert.Equal((message.OriginalTopic, message.OriginalAction, message.Version, message.RequestTimeout), (parsed.OriginalTopic, parsed.OriginalAction, parsed.Version, parsed.RequestTimeout));
     }
 
     [Fact]

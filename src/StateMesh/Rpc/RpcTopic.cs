@@ -1,0 +1,261 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using StateMesh.Protocol;
+using StateMesh.Server;
+
+namespace StateMesh.Rpc;
+
+/// <summary>
+/// Remote procedure calls: providers provide names; a request goes to a random provider that has not been tried,
+/// which accepts and then responds or errors; a reject reroutes. The node enforces the accept and response timeouts,
+/// gives each forwarded request its own correlation id (callers' ids may collide), and fails fast when a provider
+/// disconnects mid-call: rerouted if it had not accepted, else failed at once.
+/// </summary>
+internal sealed class RpcTopic(NodeEngine node)
+{
+    private readonly ConcurrentDictionary<string, PendingCall> _calls = new(StringComparer.Ordinal);
+    private long _nextId;
+
+    public SubscriptionRegistry Providers { get; } = new();
+
+    public int PendingCount => _calls.Count;
+
+    private sealed class PendingCall
+    {
+        public required string Id { get; init; }
+        public required string Name { get; init; }
+        public required Session Requestor { get; init; }
+        public required string RequestorCorrelationId { get; init; }
+        public required Message Request { get; init; }
+        public required TimeSpan ResponseTimeout { get; init; }
+        public HashSet<Session> Tried { get; } = [];
+        public Session? Provider { get; set; }
+        public bool Accepted { get; set; }
+        public ITimer? AcceptTimer { get; set; }
+        public ITimer? ResponseTimer { get; set; }
+        public object Gate { get; } = new();
+        public bool Done { get; set; }
+    }
+
+    public void Handle(Session session, Message message)
+    {
+        switch ((RpcAction)message.Action)
+        {
+            case RpcAction.Provide:
+            case RpcAction.Unprovide:
+                HandleBulk(session, message);
+                return;
+            case RpcAction.Request:
+                Request(session, message);
+                return;
+            case RpcAction.Accept:
+            case RpcAction.Reject:
+            case RpcAction.Response:
+            case RpcAction.RequestError:
+                FromProvider(session, message);
+                return;
+            default:
+                node.UnknownAction(session, message);
+                return;
+        }
+    }
+
+    private void HandleBulk(Session session, Message message)
+    {
+        var names = message.Names is { Length: > 0 } n ? n : message.Name is { Length: > 0 } one ? [one] : null;
+        if (names is null)
+        {
+            session.SendError(message, (int)RpcAction.InvalidMessageData, "PROVIDE and UNPROVIDE need RPC names");
+            return;
+        }
+        var provide = message.Action == (int)RpcAction.Provide;
+        foreach (var name in names)
+        {
+            if (provide ? !session.RpcProvides.TryAdd(name, 0) : !session.RpcProvides.TryRemove(name, out _))
+            {
+                session.SendError(new Message { Topic = Topic.Rpc, Action = message.Action, Name = name },
+                    (int)(provide ? RpcAction.MultipleProviders : RpcAction.NotProvided), null);
+                continue;
+            }
+            if (provide)
+            {
+                Providers.Add(name, session);
+            }
+            else
+            {
+                Providers.Remove(name, session);
+            }
+        }
+        session.Send(new Message { Topic = Topic.Rpc, Action = message.Action, CorrelationId = message.CorrelationId, IsAck = true });
+    }
+
+    private void Request(Session requestor, Message message)
+    {
+        if (string.IsNullOrEmpty(message.Name) || string.IsNullOrEmpty(message.CorrelationId))
+        {
+            requestor.SendError(message, (int)RpcAction.InvalidMessageData, "REQUEST needs an RPC name and a correlation id");
+            return;
+        }
+        var options = node.Options.Rpc;
+        var timeout = message.RequestTimeout is > 0 and var ms && TimeSpan.FromMilliseconds(ms) < options.ResponseTimeout
+            ? TimeSpan.FromMilliseconds(ms)
+            : options.ResponseTimeout;
+        var call = new PendingCall
+        {
+            Id = "r" + Interlocked.Increment(ref _nextId).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            Name = message.Name,
+            Requestor = requestor,
+            RequestorCorrelationId = message.CorrelationId,
+            Request = new Message
+            {
+                Topic = Topic.Rpc, Action = (int)RpcAction.Request, Name = message.Name, Data = message.Data,
+                RequestorName = options.ProvideRequestorName ? requestor.UserId : null,
+                RequestorData = options.ProvideRequestorData ? requestor.ClientData : null,
+            },
+            ResponseTimeout = timeout,
+        };
+        _calls[call.Id] = call;
+        lock (call.Gate)
+        {
+            // The response timeout runs from the request for the whole call, across reroutes.
+            call.ResponseTimer = node.Time.CreateTimer(static s => ((Tuple<RpcTopic, PendingCall>)s!).Item1.OnResponseTimeout(((Tuple<RpcTopic, PendingCall>)s).Item2), Tuple.Create(this, call), timeout, Timeout.InfiniteTimeSpan);
+            RouteToNextProvider(call);
+        }
+    }
+
+    /// <summary>Sends the call to a random provider not yet tried, or fails it with NO_RPC_PROVIDER. Call under the call's gate.</summary>
+    private void RouteToNextProvider(PendingCall call)
+    {
+        call.AcceptTimer?.Dispose();
+        call.Accepted = false;
+        var candidates = Providers.Get(call.Name).Where(p => !call.Tried.Contains(p) && p.State == SessionState.Open).ToArray();
+        if (candidates.Length == 0)
+        {
+            Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.NoRpcProvider, Name = call.Name, IsError = true });
+            return;
+        }
+        var provider = candidates[Random.Shared.Next(candidates.Length)];
+        call.Tried.Add(provider);
+        call.Provider = provider;
+        call.AcceptTimer = node.Time.CreateTimer(static s => ((Tuple<RpcTopic, PendingCall>)s!).Item1.OnAcceptTimeout(((Tuple<RpcTopic, PendingCall>)s).Item2), Tuple.Create(this, call), node.Options.Rpc.AckTimeout, Timeout.InfiniteTimeSpan);
+        provider.Send(call.Request with { CorrelationId = call.Id });
+    }
+
+    /// <summary>Ends the call: tells the requestor (with its own correlation id), stops the timers.</summary>
+    private void Finish(PendingCall call, Message toRequestor)
+    {
+        if (call.Done)
+        {
+            return;
+        }
+        call.Done = true;
+        call.AcceptTimer?.Dispose();
+        call.ResponseTimer?.Dispose();
+        _calls.TryRemove(call.Id, out _);
+        if (toRequestor.IsError)
+        {
+            node.CountError(Topic.Rpc, toRequestor.Action);
+        }
+        call.Requestor.Send(toRequestor with { CorrelationId = call.RequestorCorrelationId, Name = call.Name });
+    }
+
+    private void FromProvider(Session provider, Message message)
+    {
+        if (message.CorrelationId is null || !_calls.TryGetValue(message.CorrelationId, out var call))
+        {
+            provider.SendError(message, (int)RpcAction.InvalidRpcCorrelationId, $"no call with correlation id '{message.CorrelationId}' is waiting");
+            return;
+        }
+        lock (call.Gate)
+        {
+            if (call.Done || !ReferenceEquals(call.Provider, provider))
+            {
+                provider.SendError(message, (int)RpcAction.InvalidRpcCorrelationId, "this call is not yours to answer");
+                return;
+            }
+            switch ((RpcAction)message.Action)
+            {
+                case RpcAction.Accept:
+                    if (call.Accepted)
+                    {
+                        provider.SendError(message, (int)RpcAction.MultipleAccept, null);
+                        return;
+                    }
+                    call.Accepted = true;
+                    call.AcceptTimer?.Dispose();
+                    call.Requestor.Send(new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Accept, Name = call.Name, CorrelationId = call.RequestorCorrelationId });
+                    return;
+                case RpcAction.Reject:
+                    RouteToNextProvider(call);
+                    return;
+                case RpcAction.Response:
+                    Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Response, Data = message.Data });
+                    return;
+                case RpcAction.RequestError:
+                    Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.RequestError, Data = message.Data, IsError = true });
+                    return;
+            }
+        }
+    }
+
+    private void OnAcceptTimeout(PendingCall call)
+    {
+        lock (call.Gate)
+        {
+            if (!call.Done && !call.Accepted)
+            {
+                Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.AcceptTimeout, IsError = true });
+            }
+        }
+    }
+
+    private void OnResponseTimeout(PendingCall call)
+    {
+        lock (call.Gate)
+        {
+            Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.ResponseTimeout, IsError = true });
+        }
+    }
+
+    public void RemoveSession(Session session)
+    {
+        foreach (var name in session.RpcProvides.Keys)
+        {
+            Providers.Remove(name, session);
+        }
+        session.RpcProvides.Clear();
+        foreach (var call in _calls.Values)
+        {
+            lock (call.Gate)
+            {
+                if (call.Done)
+                {
+                    continue;
+                }
+                if (ReferenceEquals(call.Requestor, session))
+                {
+                    // Nobody is left to answer; a late response from the provider finds no call.
+                    call.Done = true;
+                    call.AcceptTimer?.Dispose();
+                    call.ResponseTimer?.Dispose();
+                    _calls.TryRemove(call.Id, out _);
+                }
+                else if (ReferenceEquals(call.Provider, session))
+                {
+                    if (call.Accepted)
+                    {
+                        Finish(call, new Message
+                        {
+                            Topic = Topic.Rpc, Action = (int)RpcAction.RequestError, IsError = true,
+                            Data = JsonSerializer.SerializeToUtf8Bytes($"the provider of '{call.Name}' disconnected during the call", StateMeshJsonContext.Default.String),
+                        });
+                    }
+                    else
+                    {
+                        RouteToNextProvider(call);
+                    }
+                }
+            }
+        }
+    }
+}

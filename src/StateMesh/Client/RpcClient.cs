@@ -85,9 +85,9 @@ internal sealed class RpcClient(StateMeshClient client) : IRpcClient
     // ---------- providing ----------
 
     public Task<IAsyncDisposable> ProvideAsync<TRequest, TResponse>(string name, Func<TRequest, CancellationToken, Task<TResponse>> handler, CancellationToken cancellationToken = default) =>
-        ProvideAsync<TRequest, TResponse>(name, (request, ct) => handler(request.Data, ct), cancellationToken);
+        ProvideWithContextAsync<TRequest, TResponse>(name, (request, ct) => handler(request.Data, ct), cancellationToken);
 
-    public Task<IAsyncDisposable> ProvideAsync<TRequest, TResponse>(string name, Func<RpcRequest<TRequest>, CancellationToken, Task<TResponse>> handler, CancellationToken cancellationToken = default) =>
+    public Task<IAsyncDisposable> ProvideWithContextAsync<TRequest, TResponse>(string name, Func<RpcRequest<TRequest>, CancellationToken, Task<TResponse>> handler, CancellationToken cancellationToken = default) =>
         ProvideAsync(name, handler, client.GetTypeInfo<TRequest>(), client.GetTypeInfo<TResponse>(), cancellationToken);
 
     internal async Task<IAsyncDisposable> ProvideAsync<TRequest, TResponse>(string name, Func<RpcRequest<TRequest>, CancellationToken, Task<TResponse>> handler, JsonTypeInfo<TRequest> requestInfo, JsonTypeInfo<TResponse> responseInfo, CancellationToken cancellationToken)

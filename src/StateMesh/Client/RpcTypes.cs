@@ -18,9 +18,9 @@ public interface IRpcClient
     /// becomes the caller's <see cref="RpcErrorCode.ProviderError"/> with its message. Completes when the node has
     /// acknowledged; dispose to stop providing. Provided again after a reconnect.
     /// </summary>
-    Task<IAsyncDisposable> ProvideAsync<TRequest, TResponse>(string name, Func<RpcRequest<TRequest>, CancellationToken, Task<TResponse>> handler, CancellationToken cancellationToken = default);
+    Task<IAsyncDisposable> ProvideWithContextAsync<TRequest, TResponse>(string name, Func<RpcRequest<TRequest>, CancellationToken, Task<TResponse>> handler, CancellationToken cancellationToken = default);
 
-    /// <summary>Provides <paramref name="name"/> with a handler that needs only the request data.</summary>
+    /// <summary>Provides <paramref name="name"/> with a handler that needs only the request data (see <see cref="ProvideWithContextAsync{TRequest,TResponse}"/>).</summary>
     Task<IAsyncDisposable> ProvideAsync<TRequest, TResponse>(string name, Func<TRequest, CancellationToken, Task<TResponse>> handler, CancellationToken cancellationToken = default);
 
     /// <summary>A typed proxy for an interface marked <see cref="StateMeshRpcAttribute"/>; each method calls the RPC "prefix/Method".</summary>

@@ -67,6 +67,8 @@ internal sealed class EventsClient(StateMeshClient client) : IEventsClient
         return handle;
     }
 
+    public IObservable<ListenOffer> Listen(string pattern) => client.EventListeners.Listen(pattern);
+
     public Task PublishAsync<T>(string name, T value, JsonTypeInfo<T>? typeInfo = null, CancellationToken cancellationToken = default)
     {
         ValidateName(name);

@@ -47,4 +47,10 @@ public interface IEventsClient
     /// connection is briefly lost it waits in the offline buffer, and fails with <see cref="StateMeshOfflineException"/> after it.
     /// </summary>
     Task PublishAsync<T>(string name, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>? typeInfo = null, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Offers of event names matching <paramref name="pattern"/> (a regular expression) that gained subscribers: accept to
+    /// become their publisher. Listens again after a reconnect.
+    /// </summary>
+    IObservable<ListenOffer> Listen(string pattern);
 }

@@ -32,6 +32,11 @@ internal sealed class Record<T>(RecordsClient records, RecordEntry entry, JsonTy
         get { lock (entry.Gate) { return entry.ParseData(); } }
     }
 
+    public bool HasProvider
+    {
+        get { lock (entry.Gate) { return entry.HasProvider; } }
+    }
+
     public bool Exists
     {
         get { lock (entry.Gate) { return !entry.Deleted; } }

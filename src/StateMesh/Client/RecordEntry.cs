@@ -27,6 +27,8 @@ internal sealed class RecordEntry(string name)
 
     public bool AwaitingHead { get; set; }
 
+    public bool HasProvider { get; set; }
+
     public int References { get; set; }
 
     public MergeStrategy? MergeStrategy { get; set; }

@@ -45,6 +45,12 @@ public interface IRecordsClient
 
     /// <summary>A handle whose underlying record can be switched by name.</summary>
     IAnonymousRecord<T> CreateAnonymous<T>();
+
+    /// <summary>
+    /// Offers of record names matching <paramref name="pattern"/> (a regular expression) that gained subscribers: accept
+    /// to become their provider (subscribers hear SUBSCRIPTION_HAS_PROVIDER). Listens again after a reconnect.
+    /// </summary>
+    IObservable<ListenOffer> Listen(string pattern);
 }
 
 /// <summary>A subscribed record. Dispose releases it; the last release unsubscribes.</summary>
@@ -64,6 +70,9 @@ public interface IRecord<T> : IAsyncDisposable
 
     /// <summary>False once the record was deleted.</summary>
     bool Exists { get; }
+
+    /// <summary>True while a listening client provides this record (it accepted a listen offer for it).</summary>
+    bool HasProvider { get; }
 
     /// <summary>How conflicts are resolved for this record (the client's default unless set).</summary>
     MergeStrategy MergeStrategy { get; set; }

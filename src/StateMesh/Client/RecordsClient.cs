@@ -319,6 +319,8 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
 
     public IAnonymousRecord<T> CreateAnonymous<T>() => new AnonymousRecord<T>(this);
 
+    public IObservable<ListenOffer> Listen(string pattern) => client.RecordListeners.Listen(pattern);
+
     // ---------- incoming ----------
 
     public void Handle(Message message)
@@ -435,6 +437,13 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                     {
                         OnRemoteHead(e, version);
                     }
+                }
+                break;
+            case RecordAction.SubscriptionHasProvider when entry is not null:
+            case RecordAction.SubscriptionHasNoProvider when entry is not null:
+                lock (entry.Gate)
+                {
+                    entry.HasProvider = action == RecordAction.SubscriptionHasProvider;
                 }
                 break;
             case RecordAction.RecordNotFound when message.OriginalAction == (int)RecordAction.Read:

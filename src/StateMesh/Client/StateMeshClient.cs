@@ -34,6 +34,8 @@ public sealed class StateMeshClient : IStateMeshClient
     private readonly RecordsClient _records;
     private readonly PresenceClient _presence;
     private readonly RpcClient _rpc;
+    private readonly ListenClient _eventListeners;
+    private readonly ListenClient _recordListeners;
     private readonly ITimer _heartbeat;
     private ClientLink? _link;
     private bool _open;
@@ -55,6 +57,8 @@ public sealed class StateMeshClient : IStateMeshClient
         _records = new RecordsClient(this);
         _presence = new PresenceClient(this);
         _rpc = new RpcClient(this);
+        _eventListeners = new ListenClient(this, Topic.Event);
+        _recordListeners = new ListenClient(this, Topic.Record);
         _heartbeat = options.TimeProvider.CreateTimer(static s => ((StateMeshClient)s!).OnHeartbeat(), this, options.HeartbeatInterval, options.HeartbeatInterval);
     }
 
@@ -154,6 +158,10 @@ public sealed class StateMeshClient : IStateMeshClient
         }
     }
 
+    internal ListenClient EventListeners => _eventListeners;
+
+    internal ListenClient RecordListeners => _recordListeners;
+
     internal string NextCorrelationId() => Interlocked.Increment(ref _correlation).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The first connect. Throws when it fails; no reconnect loop starts.</summary>
@@ -249,6 +257,8 @@ public sealed class StateMeshClient : IStateMeshClient
             _records.OnOpened(link);
             _presence.OnOpened(link);
             _rpc.OnOpened(link);
+            _eventListeners.OnOpened(link);
+            _recordListeners.OnOpened(link);
             queued = [.. _offline];
             _offline.Clear();
             _limboTimer?.Dispose();
@@ -302,10 +312,16 @@ public sealed class StateMeshClient : IStateMeshClient
                 _login?.TrySetResult(message);
                 break;
             case Topic.Event:
-                _events.Handle(message);
+                if (!_eventListeners.Handle(message))
+                {
+                    _events.Handle(message);
+                }
                 break;
             case Topic.Record:
-                _records.Handle(message);
+                if (!_recordListeners.Handle(message))
+                {
+                    _records.Handle(message);
+                }
                 break;
             case Topic.Presence:
                 _presence.Handle(message);
@@ -345,6 +361,8 @@ public sealed class StateMeshClient : IStateMeshClient
             }
             _records.OnConnectionLost();
             _rpc.OnConnectionLost();
+            _eventListeners.OnConnectionLost();
+            _recordListeners.OnConnectionLost();
             reconnect = wasOpen && !_closing.IsCancellationRequested;
             if (reconnect)
             {

@@ -121,9 +121,15 @@ public sealed class RpcOptions
     public bool ProvideRequestorData { get; set; }
 }
 
-/// <summary>Listening timeouts (listening is not built yet; the keys are read and validated now).</summary>
+/// <summary>Listening: timeouts and the rematch.</summary>
 public sealed class ListenOptions
 {
     /// <summary>A listener must accept or reject an offer within this time.</summary>
     public TimeSpan ResponseTimeout { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>How often names without a provider are offered again to matching listeners.</summary>
+    public TimeSpan RematchInterval { get; set; } = TimeSpan.FromMilliseconds(30_000);
+
+    /// <summary>After every listener turned a name down, it is not offered again for this long.</summary>
+    public TimeSpan MatchCooldown { get; set; } = TimeSpan.FromMilliseconds(10_000);
 }

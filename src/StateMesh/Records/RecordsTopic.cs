@@ -31,6 +31,7 @@ internal sealed class RecordsTopic
         _store = store;
         _storage = storage;
         _options = node.Options.Records;
+        Listening = new Listening.ListenRegistry(node, Topic.Record, () => Registry);
         for (var i = 0; i < Stripes; i++)
         {
             _locks[i] = new SemaphoreSlim(1, 1);
@@ -38,6 +39,8 @@ internal sealed class RecordsTopic
     }
 
     public SubscriptionRegistry Registry { get; } = new();
+
+    public Listening.ListenRegistry Listening { get; }
 
     private SemaphoreSlim LockFor(string name) => _locks[(name.GetHashCode(StringComparison.Ordinal) & 0x7fffffff) % Stripes];
 
@@ -69,10 +72,14 @@ internal sealed class RecordsTopic
             case RecordAction.Notify:
                 return NotifyAsync(session, message);
             case RecordAction.Listen:
+                Listening.Listen(session, message);
+                return ValueTask.CompletedTask;
             case RecordAction.Unlisten:
+                Listening.Unlisten(session, message);
+                return ValueTask.CompletedTask;
             case RecordAction.ListenAccept:
             case RecordAction.ListenReject:
-                session.SendError(message, (int)RecordAction.Error, "record listening is not supported by this node yet");
+                Listening.Respond(session, message, message.Action == (int)RecordAction.ListenAccept);
                 return ValueTask.CompletedTask;
             default:
                 _node.UnknownAction(session, message);
@@ -269,7 +276,7 @@ internal sealed class RecordsTopic
         {
             return false;
         }
-        Registry.Add(name, session);
+        Listening.OnSubscribed(session, name, Registry.Add(name, session));
         return true;
     }
 
@@ -279,7 +286,10 @@ internal sealed class RecordsTopic
         {
             return false;
         }
-        Registry.Remove(name, session);
+        if (Registry.Remove(name, session) == 0)
+        {
+            Listening.OnLastUnsubscribed(name);
+        }
         return true;
     }
 
@@ -289,6 +299,7 @@ internal sealed class RecordsTopic
         {
             Unsubscribe(session, name);
         }
+        Listening.RemoveSession(session);
     }
 
     private async ValueTask ReadAsync(Session session, Message message)

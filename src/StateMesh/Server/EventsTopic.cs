@@ -3,9 +3,18 @@ using StateMesh.Protocol;
 namespace StateMesh.Server;
 
 /// <summary>Events: bulk subscribe and unsubscribe with acks, and emit to every subscriber but the sender.</summary>
-internal sealed class EventsTopic(NodeEngine node)
+internal sealed class EventsTopic
 {
+    private readonly NodeEngine node;
     private readonly SubscriptionRegistry _registry = new();
+
+    public EventsTopic(NodeEngine node)
+    {
+        this.node = node;
+        Listening = new Listening.ListenRegistry(node, Topic.Event, () => _registry);
+    }
+
+    public Listening.ListenRegistry Listening { get; }
 
     public SubscriptionRegistry Registry => _registry;
 
@@ -26,10 +35,14 @@ internal sealed class EventsTopic(NodeEngine node)
                 HandleBulk(session, message);
                 return;
             case EventAction.Listen:
+                Listening.Listen(session, message);
+                return;
             case EventAction.Unlisten:
+                Listening.Unlisten(session, message);
+                return;
             case EventAction.ListenAccept:
             case EventAction.ListenReject:
-                session.SendError(message, (int)EventAction.Error, "event listening is not supported by this node yet");
+                Listening.Respond(session, message, message.Action == (int)EventAction.ListenAccept);
                 return;
             default:
                 node.UnknownAction(session, message);
@@ -60,7 +73,7 @@ internal sealed class EventsTopic(NodeEngine node)
                     session.SendError(new Message { Topic = Topic.Event, Action = message.Action, Name = name }, (int)EventAction.MultipleSubscriptions, null);
                     continue;
                 }
-                _registry.Add(name, session);
+                Listening.OnSubscribed(session, name, _registry.Add(name, session));
             }
             else
             {
@@ -69,7 +82,10 @@ internal sealed class EventsTopic(NodeEngine node)
                     session.SendError(new Message { Topic = Topic.Event, Action = message.Action, Name = name }, (int)EventAction.NotSubscribed, null);
                     continue;
                 }
-                _registry.Remove(name, session);
+                if (_registry.Remove(name, session) == 0)
+                {
+                    Listening.OnLastUnsubscribed(name);
+                }
             }
         }
         session.Send(new Message { Topic = Topic.Event, Action = message.Action, CorrelationId = message.CorrelationId, IsAck = true });
@@ -79,8 +95,12 @@ internal sealed class EventsTopic(NodeEngine node)
     {
         foreach (var name in session.EventSubscriptions)
         {
-            _registry.Remove(name, session);
+            if (_registry.Remove(name, session) == 0)
+            {
+                Listening.OnLastUnsubscribed(name);
+            }
         }
         session.EventSubscriptions.Clear();
+        Listening.RemoveSession(session);
     }
 }

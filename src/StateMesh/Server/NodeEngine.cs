@@ -107,6 +107,8 @@ internal sealed class NodeEngine
     public async Task StopAsync(TimeSpan drainTimeout)
     {
         _stopping = true;
+        Events.Listening.Dispose();
+        Records.Listening.Dispose();
         var sessions = _sessions.Values.ToArray();
         NodeLog.NodeStopping(Logger, sessions.Length);
         foreach (var session in sessions)

@@ -65,6 +65,9 @@ internal sealed class Session
     /// <summary>RPC names this session provides.</summary>
     public System.Collections.Concurrent.ConcurrentDictionary<string, byte> RpcProvides { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Listen patterns this session registered, per topic.</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<(Topic Topic, string Pattern), byte> ListenPatterns { get; } = new();
+
     /// <summary>Set when presence counted this connection (so that its close is counted too).</summary>
     public bool CountedForPresence { get; set; }
 

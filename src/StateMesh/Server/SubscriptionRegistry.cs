@@ -12,6 +12,9 @@ internal sealed class SubscriptionRegistry
 
     public int NameCount => _entries.Count;
 
+    /// <summary>Names with at least one subscriber now.</summary>
+    public IEnumerable<string> Names => _entries.Keys;
+
     /// <summary>Adds a subscriber; the caller guarantees it is not already subscribed. Returns the new count.</summary>
     public int Add(string name, Session session)
     {

@@ -137,6 +137,9 @@ internal sealed class LoadConnection : IAsyncDisposable
 
     public bool Closed { get; private set; }
 
+    /// <summary>Whatever a scenario wants to keep with the connection.</summary>
+    public object? Tag { get; set; }
+
     public async ValueTask DisposeAsync()
     {
         _outbound.Complete();

@@ -17,6 +17,7 @@ if (options is null)
           fanout   P publishers emit one event that S subscribers observe
           records  one writer patches a record that S clients observe
           durable  W writers each write their own record and wait for the durable write acknowledgement
+          rpc      --publishers providers answer at once; --subscribers callers keep --window calls in flight each
         options: [--address tcp://127.0.0.1:6021] [--publishers 1] [--subscribers 100] [--writers 1]
                  [--seconds 10] [--warmup 2] [--payload 64] [--window 5000] [--json file]
         """);
@@ -32,6 +33,7 @@ var result = options.Scenario switch
 {
     "records" => await RecordScenarios.PatchFanoutAsync(options),
     "durable" => await RecordScenarios.DurableWritesAsync(options),
+    "rpc" => await RpcScenario.RunAsync(options, options.Subscribers, options.Window),
     _ => await Fanout.RunAsync(options),
 };
 Console.WriteLine(result.ToMarkdown());
@@ -47,7 +49,7 @@ namespace StateMesh.LoadTest
     {
         public static LoadOptions? Parse(string[] args)
         {
-            if (args.Length == 0 || args[0] is not ("fanout" or "records" or "durable"))
+            if (args.Length == 0 || args[0] is not ("fanout" or "records" or "durable" or "rpc"))
             {
                 return null;
             }

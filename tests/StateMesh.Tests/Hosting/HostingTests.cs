@@ -38,6 +38,9 @@ public class HostingTests
             Assert.Equal("from the host", await atRemote.WaitAsync(TimeSpan.FromSeconds(10)));
             await remote.Events.PublishAsync("replies", "from tcp");
             Assert.Equal("from tcp", await atLocal.WaitAsync(TimeSpan.FromSeconds(10)));
+            // The host's own client is not a user: presence sees only the remote one.
+            Assert.Equal(["remote"], await local.Presence.QueryAllAsync());
+            Assert.Equal(1, await remote.Presence.CountAsync());
         }
         finally
         {

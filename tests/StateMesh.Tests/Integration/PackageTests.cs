@@ -44,12 +44,15 @@ public class PackageTests
     }
 
     /// <summary>Every package under src/ (the runnable server is not a package).</summary>
-    private static readonly string[] Packages = ["StateMesh", "StateMesh.Sqlite"];
+    private static readonly string[] Packages = ["StateMesh", "StateMesh.Sqlite", "StateMesh.Deepstream"];
+
+    /// <summary>Projects under src/ that ship inside another package rather than as one of their own.</summary>
+    private static readonly string[] Bundled = ["StateMesh.Generators"];
 
     [Fact]
     public void Every_library_under_src_is_in_the_packed_list()
     {
-        var libraries = Directory.GetDirectories(Path.Combine(RepositoryRoot, "src")).Select(Path.GetFileName).Where(n => n != "StateMesh.Server").Order();
+        var libraries = Directory.GetDirectories(Path.Combine(RepositoryRoot, "src")).Select(Path.GetFileName).Where(n => n != "StateMesh.Server" && !Bundled.Contains(n)).Order();
         Assert.Equal(libraries, Packages.Order());
     }
 
@@ -66,6 +69,16 @@ public class PackageTests
         Assert.Contains("<description>", text, StringComparison.Ordinal);
         Assert.Contains(zip.Entries, e => e.FullName == "README.md");
         Assert.Contains(zip.Entries, e => e.FullName == $"lib/net10.0/{package}.xml");
+        // The bundled projects are inside a package, never dependencies of one.
+        foreach (var bundled in Bundled)
+        {
+            Assert.DoesNotContain($"id=\"{bundled}\"", text, StringComparison.Ordinal);
+        }
+        if (package == "StateMesh")
+        {
+            // The RPC proxy generator ships as the package's analyzer.
+            Assert.Contains(zip.Entries, e => e.FullName == "analyzers/dotnet/cs/StateMesh.Generators.dll");
+        }
     }
 
     private static void CopySources(string from, string to)
@@ -100,9 +113,9 @@ public class PackageTests
                 Directory.CreateDirectory(copy);
                 File.Copy(Path.Combine(RepositoryRoot, file), Path.Combine(copy, file));
             }
-            foreach (var package in Packages)
+            foreach (var project in Packages.Concat(Bundled))
             {
-                CopySources(Path.Combine(RepositoryRoot, "src", package), Path.Combine(copy, "src", package));
+                CopySources(Path.Combine(RepositoryRoot, "src", project), Path.Combine(copy, "src", project));
             }
             foreach (var package in Packages)
             {
@@ -156,11 +169,29 @@ public class PackageTests
                 Console.WriteLine("received: " + await received.Task.WaitAsync(TimeSpan.FromSeconds(10)));
                 var write = await remote.Records.SetDataWithAckAsync("settings", new { theme = "dark" });
                 Console.WriteLine("stored: " + write.Succeeded + " " + File.Exists(Path.Combine(data, "app.db")));
+                // A typed RPC proxy: the package's source generator wrote it at compile time.
+                await using (await local.Rpc.ProvideAsync<IGreeter>(new Greeter()))
+                {
+                    var greeter = remote.Rpc.CreateProxy<IGreeter>();
+                    Console.WriteLine("greeted: " + await greeter.HelloAsync("package"));
+                }
                 await host.StopAsync();
+
+                [StateMeshRpc]
+                public interface IGreeter
+                {
+                    Task<string> HelloAsync(string name);
+                }
+
+                sealed class Greeter : IGreeter
+                {
+                    public Task<string> HelloAsync(string name) => Task.FromResult("hello, " + name);
+                }
                 """);
             var output = await RunAsync(app, "run", "-c", "Release");
             Assert.Contains("received: from the package", output, StringComparison.Ordinal);
             Assert.Contains("stored: True True", output, StringComparison.Ordinal);
+            Assert.Contains("greeted: hello, package", output, StringComparison.Ordinal);
         }
         finally
         {

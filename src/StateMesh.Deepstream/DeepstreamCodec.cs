@@ -1,0 +1,301 @@
+using System.Buffers;
+using System.Text;
+using Google.Protobuf;
+using StateMesh.Protocol;
+
+namespace StateMesh.Deepstream;
+
+/// <summary>
+/// The deepstream v5+ protocol that @deepstream/client 7 speaks: each frame is <c>varint(length) ‖ Message</c>, where
+/// <c>Message = { topic: field 2, message: field 3 }</c> and <c>message</c> holds the topic's own protobuf message.
+/// Fields are written only when present (presence matters to the JavaScript client); versions of -1 are sign-extended.
+/// One message per frame.
+/// </summary>
+public sealed class DeepstreamCodec : IMessageCodec
+{
+    /// <summary>The shared instance.</summary>
+    public static DeepstreamCodec Instance { get; } = new();
+
+    /// <inheritdoc />
+    public string Name => "deepstream";
+
+    /// <inheritdoc />
+    public int MaxMessagesPerFrame => 1;
+
+    // ---------- writing ----------
+
+    /// <inheritdoc />
+    public void WriteMessage(Message message, IBufferWriter<byte> output)
+    {
+        var inner = EncodeTopicMessage(message);
+        var size = CodedOutputStream.ComputeTagSize(2) + CodedOutputStream.ComputeEnumSize((int)message.Topic)
+            + CodedOutputStream.ComputeTagSize(3) + CodedOutputStream.ComputeBytesSize(UnsafeByteOperations.UnsafeWrap(inner));
+        var buffer = new byte[size];
+        var stream = new CodedOutputStream(buffer);
+        stream.WriteTag(2, WireFormat.WireType.Varint);
+        stream.WriteEnum((int)message.Topic);
+        stream.WriteTag(3, WireFormat.WireType.LengthDelimited);
+        stream.WriteBytes(UnsafeByteOperations.UnsafeWrap(inner));
+        stream.CheckNoSpaceLeft();
+        output.Write(buffer);
+    }
+
+    /// <inheritdoc />
+    public int GetFrameLength(ReadOnlySpan<ReadOnlyMemory<byte>> encodedMessages)
+    {
+        var length = 0;
+        foreach (var m in encodedMessages)
+        {
+            length += CodedOutputStream.ComputeLengthSize(m.Length) + m.Length;
+        }
+        return length;
+    }
+
+    /// <inheritdoc />
+    public void WriteFrame(ReadOnlySpan<ReadOnlyMemory<byte>> encodedMessages, IBufferWriter<byte> output)
+    {
+        foreach (var m in encodedMessages)
+        {
+            var prefix = new byte[CodedOutputStream.ComputeLengthSize(m.Length)];
+            var stream = new CodedOutputStream(prefix);
+            stream.WriteLength(m.Length);
+            output.Write(prefix);
+            output.Write(m.Span);
+        }
+    }
+
+    private static byte[] EncodeTopicMessage(Message m)
+    {
+        var w = new FieldWriter();
+        var isRecordBroadcast = m.Topic == Topic.Record && m.Action is (int)RecordAction.Update or (int)RecordAction.Patch && m.CorrelationId is null;
+        switch (m.Topic)
+        {
+            case Topic.Parser:
+                w.Int(1, m.Action).Bytes(2, m.Data).Int(8, (int?)m.OriginalTopic).Int(9, m.OriginalAction);
+                break;
+            case Topic.Connection:
+                w.Int(1, m.Action).Bytes(2, m.Data).Bool(3, m.IsError).Bool(4, m.IsAck).Str(5, m.Url).Str(6, m.ProtocolVersion).Str(7, m.SdkVersion).Str(8, m.SdkType);
+                break;
+            case Topic.Auth:
+                w.Int(1, m.Action).Bytes(2, m.Data).Bool(3, m.IsError).Bool(4, m.IsAck);
+                break;
+            case Topic.Event:
+                w.Int(1, m.Action).Bytes(2, m.Data).Str(3, m.CorrelationId).Bool(4, m.IsError).Bool(5, m.IsAck).Str(6, m.Name).Strs(7, m.Names)
+                    .Str(8, m.Subscription).Int(10, (int?)m.OriginalTopic).Int(11, m.OriginalAction);
+                break;
+            case Topic.Record:
+                w.Int(1, m.Action).Bytes(2, m.Data).Str(3, m.CorrelationId).Bool(4, m.IsError).Bool(5, m.IsAck).Str(6, m.Name).Strs(7, m.Names)
+                    .Str(9, m.Subscription).Int(10, m.OriginalAction);
+                // deepstream writes isWriteAck=false explicitly on UPDATE/PATCH broadcasts.
+                if (isRecordBroadcast) { w.BoolAlways(11, m.IsWriteAck); } else { w.Bool(11, m.IsWriteAck); }
+                w.Str(12, m.Path).Int(13, m.Version).Versions(14, m.Versions);
+                break;
+            case Topic.Rpc:
+                w.Int(1, m.Action).Bytes(2, m.Data).Str(3, m.CorrelationId).Bool(4, m.IsError).Bool(5, m.IsAck).Strs(6, m.Names).Str(7, m.Name)
+                    .Int(9, m.OriginalAction).Str(10, m.RequestorName).Bytes(11, m.RequestorData);
+                break;
+            case Topic.Presence:
+                w.Int(1, m.Action).Int(2, (int?)m.OriginalTopic).Int(3, m.OriginalAction).Bytes(4, m.Data).Str(5, m.CorrelationId).Bool(6, m.IsError)
+                    .Bool(7, m.IsAck).Str(8, m.Name).Strs(9, m.Names);
+                break;
+            default:
+                w.Int(1, m.Action);
+                break;
+        }
+        return w.ToArray();
+    }
+
+    /// <summary>Writes fields in ascending order, only those present.</summary>
+    private sealed class FieldWriter
+    {
+        private readonly MemoryStream _buffer = new();
+        private readonly CodedOutputStream _out;
+
+        public FieldWriter() => _out = new CodedOutputStream(_buffer, leaveOpen: true);
+
+        public FieldWriter Int(int field, int? value)
+        {
+            if (value is { } v)
+            {
+                _out.WriteTag(field, WireFormat.WireType.Varint);
+                _out.WriteInt32(v);
+            }
+            return this;
+        }
+
+        public FieldWriter Bool(int field, bool value) => value ? BoolAlways(field, true) : this;
+
+        public FieldWriter BoolAlways(int field, bool value)
+        {
+            _out.WriteTag(field, WireFormat.WireType.Varint);
+            _out.WriteBool(value);
+            return this;
+        }
+
+        public FieldWriter Str(int field, string? value)
+        {
+            if (value is not null)
+            {
+                _out.WriteTag(field, WireFormat.WireType.LengthDelimited);
+                _out.WriteString(value);
+            }
+            return this;
+        }
+
+        public FieldWriter Bytes(int field, ReadOnlyMemory<byte>? value)
+        {
+            if (value is { } v)
+            {
+                _out.WriteTag(field, WireFormat.WireType.LengthDelimited);
+                _out.WriteBytes(UnsafeByteOperations.UnsafeWrap(v));
+            }
+            return this;
+        }
+
+        public FieldWriter Strs(int field, string[]? values)
+        {
+            foreach (var v in values ?? [])
+            {
+                Str(field, v);
+            }
+            return this;
+        }
+
+        public FieldWriter Versions(int field, IReadOnlyDictionary<string, int>? versions)
+        {
+            foreach (var (key, value) in versions ?? new Dictionary<string, int>())
+            {
+                var entry = new FieldWriter().Str(1, key).Int(2, value).ToArray();
+                _out.WriteTag(field, WireFormat.WireType.LengthDelimited);
+                _out.WriteBytes(UnsafeByteOperations.UnsafeWrap(entry));
+            }
+            return this;
+        }
+
+        public byte[] ToArray()
+        {
+            _out.Flush();
+            return _buffer.ToArray();
+        }
+    }
+
+    // ---------- reading ----------
+
+    /// <inheritdoc />
+    public CodecError? ParseFrame(ReadOnlySequence<byte> frame, List<Message> messages)
+    {
+        try
+        {
+            var input = new CodedInputStream(frame.ToArray());
+            var length = input.ReadLength();
+            var remaining = frame.Length - input.Position;
+            if (length != remaining)
+            {
+                return new CodecError(ParserAction.InvalidMessage, $"the frame announces {length} bytes but carries {remaining}");
+            }
+            Topic? topic = null;
+            byte[]? body = null;
+            uint tag;
+            while ((tag = input.ReadTag()) != 0)
+            {
+                switch (WireFormat.GetTagFieldNumber(tag))
+                {
+                    case 2 when WireFormat.GetTagWireType(tag) == WireFormat.WireType.Varint:
+                        var t = input.ReadEnum();
+                        topic = t is >= 0 and <= 255 ? (Topic)t : (Topic)255;
+                        break;
+                    case 3 when WireFormat.GetTagWireType(tag) == WireFormat.WireType.LengthDelimited:
+                        body = input.ReadBytes().ToByteArray();
+                        break;
+                    default:
+                        input.SkipLastField();
+                        break;
+                }
+            }
+            if (topic is null)
+            {
+                // deepstream answers a frame without a known topic with UNKNOWN_TOPIC and keeps the connection.
+                messages.Add(new Message { Topic = Topic.Unknown });
+                return null;
+            }
+            messages.Add(DecodeTopicMessage(topic.Value, body ?? []));
+            return null;
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            return new CodecError(ParserAction.MessageParseError, "malformed protobuf: " + ex.Message);
+        }
+        catch (DecoderFallbackException ex)
+        {
+            return new CodecError(ParserAction.MessageParseError, "invalid UTF-8: " + ex.Message);
+        }
+    }
+
+    private static Message DecodeTopicMessage(Topic topic, byte[] body)
+    {
+        var input = new CodedInputStream(body);
+        int action = 0;
+        string? name = null, correlationId = null, path = null, subscription = null, requestorName = null, url = null, protocolVersion = null, sdkVersion = null, sdkType = null;
+        List<string>? names = null;
+        ReadOnlyMemory<byte>? data = null, requestorData = null;
+        int? version = null, originalAction = null;
+        Topic? originalTopic = null;
+        bool isAck = false, isError = false, isWriteAck = false;
+        Dictionary<string, int>? versions = null;
+        uint tag;
+        while ((tag = input.ReadTag()) != 0)
+        {
+            var field = WireFormat.GetTagFieldNumber(tag);
+            var wire = WireFormat.GetTagWireType(tag);
+            switch (topic, field)
+            {
+                case (_, 1) when wire == WireFormat.WireType.Varint: action = input.ReadInt32(); break;
+                case (Topic.Parser, 2) or (Topic.Connection, 2) or (Topic.Auth, 2) or (Topic.Event, 2) or (Topic.Record, 2) or (Topic.Rpc, 2) or (Topic.Presence, 4):
+                    data = input.ReadBytes().ToByteArray();
+                    break;
+                case (Topic.Parser, 8) or (Topic.Event, 10) or (Topic.Presence, 2): originalTopic = (Topic)input.ReadEnum(); break;
+                case (Topic.Parser, 9) or (Topic.Event, 11) or (Topic.Record, 10) or (Topic.Rpc, 9) or (Topic.Presence, 3): originalAction = input.ReadInt32(); break;
+                case (Topic.Connection, 3) or (Topic.Auth, 3) or (Topic.Event, 4) or (Topic.Record, 4) or (Topic.Rpc, 4) or (Topic.Presence, 6): isError = input.ReadBool(); break;
+                case (Topic.Connection, 4) or (Topic.Auth, 4) or (Topic.Event, 5) or (Topic.Record, 5) or (Topic.Rpc, 5) or (Topic.Presence, 7): isAck = input.ReadBool(); break;
+                case (Topic.Connection, 5): url = input.ReadString(); break;
+                case (Topic.Connection, 6): protocolVersion = input.ReadString(); break;
+                case (Topic.Connection, 7): sdkVersion = input.ReadString(); break;
+                case (Topic.Connection, 8): sdkType = input.ReadString(); break;
+                case (Topic.Event, 3) or (Topic.Record, 3) or (Topic.Rpc, 3) or (Topic.Presence, 5): correlationId = input.ReadString(); break;
+                case (Topic.Event, 6) or (Topic.Record, 6) or (Topic.Rpc, 7) or (Topic.Presence, 8): name = input.ReadString(); break;
+                case (Topic.Event, 7) or (Topic.Record, 7) or (Topic.Rpc, 6) or (Topic.Presence, 9): (names ??= []).Add(input.ReadString()); break;
+                case (Topic.Event, 8) or (Topic.Record, 9): subscription = input.ReadString(); break;
+                case (Topic.Record, 8): name ??= input.ReadString(); break; // "pattern": the client uses name for it
+                case (Topic.Record, 11): isWriteAck = input.ReadBool(); break;
+                case (Topic.Record, 12): path = input.ReadString(); break;
+                case (Topic.Record, 13): version = input.ReadInt32(); break;
+                case (Topic.Record, 14):
+                    var entry = new CodedInputStream(input.ReadBytes().ToByteArray());
+                    string key = "";
+                    var value = 0;
+                    uint entryTag;
+                    while ((entryTag = entry.ReadTag()) != 0)
+                    {
+                        switch (WireFormat.GetTagFieldNumber(entryTag))
+                        {
+                            case 1: key = entry.ReadString(); break;
+                            case 2: value = entry.ReadInt32(); break;
+                            default: entry.SkipLastField(); break;
+                        }
+                    }
+                    (versions ??= new Dictionary<string, int>(StringComparer.Ordinal))[key] = value;
+                    break;
+                case (Topic.Rpc, 10): requestorName = input.ReadString(); break;
+                case (Topic.Rpc, 11): requestorData = input.ReadBytes().ToByteArray(); break;
+                default: input.SkipLastField(); break;
+            }
+        }
+        return new Message
+        {
+            Topic = topic, Action = action, Name = name, Names = names?.ToArray(), CorrelationId = correlationId, Data = data, Version = version,
+            Path = path, IsAck = isAck, IsError = isError, IsWriteAck = isWriteAck, OriginalTopic = originalTopic, OriginalAction = originalAction,
+            Subscription = subscription, Versions = versions, RequestorName = requestorName, RequestorData = requestorData,
+            Url = url, ProtocolVersion = protocolVersion, SdkVersion = sdkVersion, SdkType = sdkType,
+        };
+    }
+}

@@ -22,6 +22,9 @@ public sealed class DeepstreamCodec : IMessageCodec
     /// <inheritdoc />
     public int MaxMessagesPerFrame => 1;
 
+    /// <inheritdoc />
+    public bool ClosesOnParseError => true;
+
     // ---------- writing ----------
 
     /// <inheritdoc />

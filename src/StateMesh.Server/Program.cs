@@ -1,3 +1,5 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -16,16 +18,25 @@ if (args is ["hash", ..])
     return 2;
 }
 
-var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 {
     Args = args,
     ContentRootPath = AppContext.BaseDirectory,
 });
 builder.Services.AddStateMesh(mesh => mesh
     .BindConfiguration(builder.Configuration.GetSection(StateMeshOptions.SectionName))
+    .AddHealthCheck()
     // Durable by default: records live in <DataDirectory>/statemesh.db.
     .AddSqliteStorage(sqlite => builder.Configuration.GetSection("StateMesh:Sqlite").Bind(sqlite)));
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
-using var host = builder.Build();
-await host.RunAsync();
+
+// WebSockets (/deepstream, /statemesh) and /health-check on one HTTP port, loopback by default.
+var http = builder.Configuration.GetSection("StateMesh:Http");
+var httpHost = http["Host"] ?? "127.0.0.1";
+var httpPort = http.GetValue("Port", 6020);
+builder.WebHost.UseUrls($"http://{httpHost}:{httpPort}");
+
+var app = builder.Build();
+app.MapStateMesh();
+await app.RunAsync();
 return 0;

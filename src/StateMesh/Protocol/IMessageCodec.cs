@@ -14,6 +14,9 @@ public interface IMessageCodec
     /// <summary>How many messages one frame may carry (1 for deepstream).</summary>
     int MaxMessagesPerFrame { get; }
 
+    /// <summary>Whether a frame that does not parse closes the connection after its PARSER error (deepstream closes; the native protocol stays in step and goes on).</summary>
+    bool ClosesOnParseError => false;
+
     /// <summary>
     /// Parses one whole frame. Never throws on bad input: returns an error that says what was wrong.
     /// Messages parsed before an error stay in <paramref name="messages"/>.

@@ -203,6 +203,10 @@ internal sealed class Session
                     {
                         NodeLog.ParseError(Logger, Id, e.Action.ToString(), e.Description);
                         SendParserError(e.Action, e.Description);
+                        if (Codec.ClosesOnParseError)
+                        {
+                            Close(DisconnectReason.ProtocolError);
+                        }
                     }
                 }
             }
@@ -220,6 +224,12 @@ internal sealed class Session
     private ValueTask ProcessAsync(Message message)
     {
         _node.CountReceived();
+        if (message.Topic is not (Topic.Connection or Topic.Auth or Topic.Event or Topic.Record or Topic.Rpc or Topic.Presence))
+        {
+            // As deepstream: whatever the state, an unknown topic is answered and the connection stays.
+            SendParserError(ParserAction.UnknownTopic, $"unknown topic {(int)message.Topic}", message);
+            return ValueTask.CompletedTask;
+        }
         switch (_state)
         {
             case SessionState.AwaitingChallenge:

@@ -62,6 +62,9 @@ public sealed class StateMeshNode : IAsyncDisposable
     /// <summary>The native TCP address clients use, or null.</summary>
     public Uri? TcpAddress => TcpEndPoint is { } ep ? new Uri($"tcp://{ep.Address}:{ep.Port}") : null;
 
+    /// <summary>True between start and stop.</summary>
+    public bool IsRunning => Volatile.Read(ref _state) == 1;
+
     /// <summary>Open connections.</summary>
     public int ConnectionCount => _engine.SessionCount;
 

@@ -31,13 +31,13 @@ internal static class InMemoryTransport
         return client;
     }
 
-    public static (TransportConnection Client, TransportConnection Server) CreatePair(string address, string? trustedUserId = null)
+    public static (TransportConnection Client, TransportConnection Server) CreatePair(string address, string? trustedUserId = null, string transportName = "inproc")
     {
         var options = new PipeOptions(pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false);
         var toServer = new Pipe(options);
         var toClient = new Pipe(options);
-        var client = new TransportConnection(toClient.Reader, toServer.Writer, address, "inproc");
-        var server = new TransportConnection(toServer.Reader, toClient.Writer, "inproc", "inproc") { TrustedUserId = trustedUserId };
+        var client = new TransportConnection(toClient.Reader, toServer.Writer, address, transportName);
+        var server = new TransportConnection(toServer.Reader, toClient.Writer, transportName == "inproc" ? "inproc" : address, transportName) { TrustedUserId = trustedUserId };
         return (client, server);
     }
 

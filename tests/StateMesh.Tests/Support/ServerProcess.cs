@@ -8,6 +8,8 @@ internal sealed class ServerProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly List<string> _output = [];
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _tcpListening;
+    private volatile bool _httpListening;
 
     private ServerProcess(Process process, int port)
     {
@@ -16,6 +18,9 @@ internal sealed class ServerProcess : IAsyncDisposable
     }
 
     public int Port { get; }
+
+    /// <summary>The HTTP port: WebSockets (/deepstream, /statemesh) and /health-check.</summary>
+    public int HttpPort { get; init; }
 
     public int Pid => _process.Id;
 
@@ -49,15 +54,18 @@ internal sealed class ServerProcess : IAsyncDisposable
         };
         start.ArgumentList.Add(ServerDll);
         start.ArgumentList.Add($"--StateMesh:Tcp:Port={port}");
+        var httpPort = Client.ClientEventsTests.FreePort();
+        start.ArgumentList.Add($"--StateMesh:Http:Port={httpPort}");
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
         }
         start.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        var process = Process.Start(start)!;
-        var server = new ServerProcess(process, port);
+        var process = new Process { StartInfo = start };
+        var server = new ServerProcess(process, port) { HttpPort = httpPort };
         process.OutputDataReceived += (_, e) => server.OnLine(e.Data);
         process.ErrorDataReceived += (_, e) => server.OnLine(e.Data);
+        process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         try
@@ -83,6 +91,14 @@ internal sealed class ServerProcess : IAsyncDisposable
             _output.Add(line);
         }
         if (line.Contains($"Listening for native TCP connections on tcp://127.0.0.1:{Port}", StringComparison.Ordinal))
+        {
+            _tcpListening = true;
+        }
+        if (line.Contains($"Now listening on: http://127.0.0.1:{HttpPort}", StringComparison.Ordinal))
+        {
+            _httpListening = true;
+        }
+        if (_tcpListening && _httpListening)
         {
             _listening.TrySetResult();
         }

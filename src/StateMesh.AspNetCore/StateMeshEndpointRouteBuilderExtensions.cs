@@ -1,0 +1,70 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using StateMesh;
+using StateMesh.AspNetCore;
+using StateMesh.Deepstream;
+using StateMesh.Protocol;
+
+namespace Microsoft.AspNetCore.Builder;
+
+/// <summary>Serves a StateMesh node over ASP.NET Core.</summary>
+public static class StateMeshEndpointRouteBuilderExtensions
+{
+    /// <summary>
+    /// Maps the node's WebSocket endpoints: <paramref name="deepstreamPath"/> for the deepstream v5+ protocol (what
+    /// @deepstream/client 7 connects to) and <paramref name="nativePath"/> for the native protocol, plus a health check
+    /// at <c>/health-check</c>. Adds the WebSockets middleware. Needs <c>services.AddStateMesh()</c>.
+    /// </summary>
+    public static WebApplication MapStateMesh(this WebApplication app, string deepstreamPath = "/deepstream", string nativePath = "/statemesh", string healthCheckPath = "/health-check")
+    {
+        app.UseWebSockets();
+        app.MapStateMeshWebSocket(deepstreamPath, DeepstreamCodec.Instance);
+        app.MapStateMeshWebSocket(nativePath, NativeCodec.Instance);
+        if (app.Services.GetService<HealthCheckService>() is not null)
+        {
+            app.MapHealthChecks(healthCheckPath);
+        }
+        else
+        {
+            // Without ASP.NET Core health checks registered (mesh.AddHealthCheck()), answer from the node alone.
+            app.MapGet(healthCheckPath, (StateMeshNode node) => node.IsRunning ? Results.Ok("Healthy") : Results.StatusCode(StatusCodes.Status503ServiceUnavailable));
+        }
+        return app;
+    }
+
+    private static void MapStateMeshWebSocket(this IEndpointRouteBuilder endpoints, string path, IMessageCodec codec) =>
+        endpoints.Map(path, async context =>
+        {
+            if (!context.WebSockets.IsWebSocketRequest)
+            {
+                context.Response.StatusCode = StatusCodes.Status426UpgradeRequired;
+                await context.Response.WriteAsync($"{path} is a WebSocket endpoint.", context.RequestAborted).ConfigureAwait(false);
+                return;
+            }
+            var node = context.RequestServices.GetRequiredService<StateMeshNode>();
+            using var socket = await context.WebSockets.AcceptWebSocketAsync().ConfigureAwait(false);
+            var remote = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
+            await WebSocketTransport.RunAsync(socket, node, codec, remote, context.RequestAborted).ConfigureAwait(false);
+        });
+}
+
+/// <summary>Registers what <c>MapStateMesh</c> needs.</summary>
+public static class StateMeshAspNetCoreServiceCollectionExtensions
+{
+    /// <summary>Adds the node to ASP.NET Core health checks (healthy while the node runs), served by <c>MapStateMesh</c> at /health-check.</summary>
+    public static StateMesh.Hosting.IStateMeshBuilder AddHealthCheck(this StateMesh.Hosting.IStateMeshBuilder builder)
+    {
+        builder.Services.AddHealthChecks().AddCheck<StateMeshHealthCheck>("statemesh");
+        return builder;
+    }
+}
+
+internal sealed class StateMeshHealthCheck(StateMeshNode node) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(node.IsRunning
+            ? HealthCheckResult.Healthy($"{node.ConnectionCount} connections")
+            : HealthCheckResult.Unhealthy("the node is not running"));
+}

@@ -1,0 +1,126 @@
+using System.Buffers;
+using System.Net.WebSockets;
+using StateMesh.Deepstream;
+using StateMesh.Protocol;
+using StateMesh.Tests.Support;
+
+namespace StateMesh.Tests.Integration;
+
+/// <summary>Bad input on /deepstream gets what deepstream answers; other connections go on.</summary>
+public sealed class DeepstreamEndpointTests(DeepstreamEndpointTests.Fixture fixture) : IClassFixture<DeepstreamEndpointTests.Fixture>
+{
+    public sealed class Fixture : IAsyncLifetime
+    {
+        internal ServerProcess Server { get; private set; } = null!;
+
+        private readonly DirectoryInfo _data = Directory.CreateTempSubdirectory("statemesh-ws-");
+
+        public async Task InitializeAsync() =>
+            Server = await ServerProcess.StartAsync($"--StateMesh:DataDirectory={_data.FullName}", "--StateMesh:MaxMessageSize=65536");
+
+        public async Task DisposeAsync()
+        {
+            await Server.DisposeAsync();
+            _data.Delete(recursive: true);
+        }
+    }
+
+    private async Task<ClientWebSocket> ConnectAsync()
+    {
+        var socket = new ClientWebSocket();
+        await socket.ConnectAsync(new Uri($"ws://127.0.0.1:{fixture.Server.HttpPort}/deepstream"), CancellationToken.None);
+        return socket;
+    }
+
+    private static byte[] Frame(Message message)
+    {
+        var encoded = new ArrayBufferWriter<byte>();
+        DeepstreamCodec.Instance.WriteMessage(message, encoded);
+        var frame = new ArrayBufferWriter<byte>();
+        DeepstreamCodec.Instance.WriteFrame([encoded.WrittenMemory], frame);
+        return frame.WrittenSpan.ToArray();
+    }
+
+    private static Task SendAsync(ClientWebSocket socket, byte[] bytes) =>
+        socket.SendAsync(bytes, WebSocketMessageType.Binary, true, CancellationToken.None);
+
+    /// <summary>The next message, or null when the node closed the socket.</summary>
+    private static async Task<Message?> ReceiveAsync(ClientWebSocket socket)
+    {
+        var buffer = new byte[1 << 20];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var count = 0;
+        ValueWebSocketReceiveResult result;
+        do
+        {
+            result = await socket.ReceiveAsync(buffer.AsMemory(count), timeout.Token);
+            if (result.MessageType == WebSocketMessageType.Close)
+            {
+                return null;
+            }
+            count += result.Count;
+        }
+        while (!result.EndOfMessage);
+        var messages = new List<Message>();
+        Assert.Null(DeepstreamCodec.Instance.ParseFrame(new ReadOnlySequence<byte>(buffer, 0, count), messages));
+        return Assert.Single(messages);
+    }
+
+    private static async Task HandshakeAsync(ClientWebSocket socket)
+    {
+        await SendAsync(socket, Frame(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Challenge, Url = "ws://test", ProtocolVersion = "0.1a" }));
+        var accept = await ReceiveAsync(socket);
+        Assert.Equal((Topic.Connection, (int)ConnectionAction.Accept), (accept!.Topic, accept.Action));
+    }
+
+    [Fact]
+    public async Task An_unknown_topic_gets_unknown_topic_and_the_connection_stays()
+    {
+        using var socket = await ConnectAsync();
+        await SendAsync(socket, Convert.FromHexString("021063"));
+        var error = await ReceiveAsync(socket);
+        Assert.Equal((Topic.Parser, (int)ParserAction.UnknownTopic), (error!.Topic, error.Action));
+        await HandshakeAsync(socket);
+    }
+
+    [Fact]
+    public async Task Garbage_and_truncated_varints_get_a_parser_error_and_a_close()
+    {
+        using var socket = await ConnectAsync();
+        await SendAsync(socket, [0xff, 0xff, 0xff]);
+        var error = await ReceiveAsync(socket);
+        Assert.Equal((Topic.Parser, (int)ParserAction.MessageParseError), (error!.Topic, error.Action));
+        Assert.Null(await ReceiveAsync(socket));
+    }
+
+    [Fact]
+    public async Task A_text_frame_closes_the_socket()
+    {
+        using var socket = await ConnectAsync();
+        await socket.SendAsync("hello"u8.ToArray(), WebSocketMessageType.Text, true, CancellationToken.None);
+        Assert.Null(await ReceiveAsync(socket));
+        Assert.Equal(WebSocketCloseStatus.InvalidMessageType, socket.CloseStatus);
+    }
+
+    [Fact]
+    public async Task An_oversized_frame_closes_the_socket_while_another_connection_goes_on()
+    {
+        using var good = await ConnectAsync();
+        using var socket = await ConnectAsync();
+        await SendAsync(socket, new byte[100_000]);
+        Assert.Null(await ReceiveAsync(socket));
+        Assert.Equal(WebSocketCloseStatus.MessageTooBig, socket.CloseStatus);
+        await HandshakeAsync(good);
+    }
+
+    [Fact]
+    public async Task The_native_protocol_is_served_over_websocket_too_and_the_health_check_answers()
+    {
+        using var http = new HttpClient();
+        var health = await http.GetAsync(new Uri($"http://127.0.0.1:{fixture.Server.HttpPort}/health-check"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, health.StatusCode);
+        Assert.Contains("Healthy", await health.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var plain = await http.GetAsync(new Uri($"http://127.0.0.1:{fixture.Server.HttpPort}/statemesh"));
+        Assert.Equal(System.Net.HttpStatusCode.UpgradeRequired, plain.StatusCode);
+    }
+}

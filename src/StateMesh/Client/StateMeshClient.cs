@@ -91,9 +91,13 @@ public sealed class StateMeshClient : IStateMeshClient
 
     internal static StateMeshClient Create(Uri uri, JsonObject? authData, StateMeshClientOptions? options, string? trustedUserId = null)
     {
-        if (uri.Scheme is not ("tcp" or "inproc"))
+        if (uri.Scheme is not ("tcp" or "inproc" or "ws" or "wss"))
         {
-            throw new ArgumentException($"Unsupported address '{uri}': use tcp://host:port or inproc://node-name.", nameof(uri));
+            throw new ArgumentException($"Unsupported address '{uri}': use tcp://host:port, ws://host:port/statemesh, ws://host:port/deepstream or inproc://node-name.", nameof(uri));
+        }
+        if (uri.Scheme is "ws" or "wss" && uri.AbsolutePath.TrimEnd('/').EndsWith("/deepstream", StringComparison.Ordinal) && options?.Codec is null)
+        {
+            throw new ArgumentException($"'{uri}' speaks the deepstream protocol: reference StateMesh.Deepstream and set StateMeshClientOptions.Codec = DeepstreamCodec.Instance (or call options.UseDeepstreamProtocol()).", nameof(uri));
         }
         var auth = JsonSerializer.SerializeToUtf8Bytes(authData ?? new JsonObject(), StateMeshJsonContext.Default.JsonNode);
         return new StateMeshClient(uri, auth, options ?? new StateMeshClientOptions(), trustedUserId);
@@ -191,6 +195,7 @@ public sealed class StateMeshClient : IStateMeshClient
     private async Task<TransportConnection> ConnectTransportAsync(CancellationToken cancellationToken) => _uri.Scheme switch
     {
         "tcp" => await TcpTransport.ConnectAsync(_uri.Host, _uri.Port < 0 ? 6021 : _uri.Port, cancellationToken).ConfigureAwait(false),
+        "ws" or "wss" => await WebSocketClientTransport.ConnectAsync(_uri, _options.MaxMessageSize, cancellationToken).ConfigureAwait(false),
         _ => InMemoryTransport.Connect(_uri.Host, _trustedUserId),
     };
 
@@ -199,7 +204,7 @@ public sealed class StateMeshClient : IStateMeshClient
         using var deadline = new CancellationTokenSource(_options.ConnectTimeout, Time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closing.Token, deadline.Token);
         var transport = await ConnectTransportAsync(timeout.Token).ConfigureAwait(false);
-        var link = new ClientLink(transport, NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize);
+        var link = new ClientLink(transport, _options.Codec ?? NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize);
         var handshake = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         var login = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_gate)

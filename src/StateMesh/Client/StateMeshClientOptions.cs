@@ -39,6 +39,12 @@ public sealed class StateMeshClientOptions
     /// <summary>The largest payload the client sends (the node's StateMesh:MaxMessageSize, 1 MiB by default); larger ones throw at once.</summary>
     public int MaxOutgoingPayloadSize { get; set; } = 1024 * 1024 - 1024;
 
+    /// <summary>
+    /// The wire protocol: null for the native protocol (tcp://, inproc://, ws://…/statemesh); the deepstream codec from
+    /// StateMesh.Deepstream for ws://…/deepstream (a StateMesh node or a deepstream server).
+    /// </summary>
+    public Protocol.IMessageCodec? Codec { get; set; }
+
     /// <summary>The largest frame the client accepts from a node.</summary>
     public int MaxMessageSize { get; set; } = 16 * 1024 * 1024;
 

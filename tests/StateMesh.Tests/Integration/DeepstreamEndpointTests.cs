@@ -123,4 +123,40 @@ public sealed class DeepstreamEndpointTests(DeepstreamEndpointTests.Fixture fixt
         var plain = await http.GetAsync(new Uri($"http://127.0.0.1:{fixture.Server.HttpPort}/statemesh"));
         Assert.Equal(System.Net.HttpStatusCode.UpgradeRequired, plain.StatusCode);
     }
+
+    [Theory]
+    [InlineData("deepstream")]
+    [InlineData("statemesh")]
+    public async Task The_statemesh_client_works_over_both_websocket_protocols(string path)
+    {
+        StateMesh.Client.StateMeshClientOptions Options()
+        {
+            var options = new StateMesh.Client.StateMeshClientOptions();
+            return path == "deepstream" ? StateMesh.Client.DeepstreamClientOptionsExtensions.UseDeepstreamProtocol(options) : options;
+        }
+        var url = $"ws://127.0.0.1:{fixture.Server.HttpPort}/{path}";
+        await using var ana = await StateMesh.Client.StateMeshClient.ConnectAsync(url, new { username = "ana-" + path }, Options());
+        await using var bob = await StateMesh.Client.StateMeshClient.ConnectAsync(url, new { username = "bob-" + path }, Options());
+
+        var received = new TaskCompletionSource<string>();
+        using var sub = await bob.Events.SubscribeAsync<string>("ws/" + path, v => received.TrySetResult(v));
+        await ana.Events.PublishAsync("ws/" + path, "hello");
+        Assert.Equal("hello", await received.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+
+        await using var record = await ana.Records.GetAsync<System.Text.Json.Nodes.JsonObject>("ws-record/" + path);
+        Assert.True((await record.SetWithAckAsync("n", 1)).Succeeded);
+        Assert.Equal(1, (await bob.Records.SnapshotAsync<System.Text.Json.Nodes.JsonObject>("ws-record/" + path))!.Value["n"]!.GetValue<int>());
+        Assert.Equal(1, await bob.Records.HeadAsync("ws-record/" + path));
+
+        await using var provided = await bob.Rpc.ProvideAsync<int, int>("ws-double/" + path, (x, ct) => Task.FromResult(2 * x));
+        Assert.Equal(42, await ana.Rpc.MakeAsync<int, int>("ws-double/" + path, 21));
+        Assert.Contains("bob-" + path, await ana.Presence.QueryAllAsync());
+    }
+
+    [Fact]
+    public async Task A_deepstream_address_without_the_deepstream_codec_is_refused_with_advice()
+    {
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => StateMesh.Client.StateMeshClient.ConnectAsync($"ws://127.0.0.1:{fixture.Server.HttpPort}/deepstream"));
+        Assert.Contains("UseDeepstreamProtocol", ex.Message, StringComparison.Ordinal);
+    }
 }

@@ -133,6 +133,16 @@ public class PackageTests
                     <add key="local" value="{feed}" />
                     <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
                   </packageSources>
+                  <!-- StateMesh comes from the local feed only: no slow round trip to nuget.org for packages it does not have. -->
+                  <packageSourceMapping>
+                    <packageSource key="local">
+                      <package pattern="StateMesh" />
+                      <package pattern="StateMesh.*" />
+                    </packageSource>
+                    <packageSource key="nuget.org">
+                      <package pattern="*" />
+                    </packageSource>
+                  </packageSourceMapping>
                 </configuration>
                 """);
             await File.WriteAllTextAsync(Path.Combine(app, "App.csproj"), $"""

@@ -14,12 +14,16 @@ public static class StateMeshEndpointRouteBuilderExtensions
 {
     /// <summary>
     /// Maps the node's WebSocket endpoints: <paramref name="deepstreamPath"/> for the deepstream v5+ protocol (what
-    /// @deepstream/client 7 connects to) and <paramref name="nativePath"/> for the native protocol, plus a health check
-    /// at <c>/health-check</c>. Adds the WebSockets middleware. Needs <c>services.AddStateMesh()</c>.
+    /// @deepstream/client 7 connects to) and <paramref name="nativePath"/> for the native protocol, deepstream's HTTP
+    /// batch API at <paramref name="apiPath"/> (and <c>/api/auth</c>), plus a health check at <c>/health-check</c>.
+    /// Adds the WebSockets middleware. Needs <c>services.AddStateMesh()</c>.
     /// </summary>
-    public static WebApplication MapStateMesh(this WebApplication app, string deepstreamPath = "/deepstream", string nativePath = "/statemesh", string healthCheckPath = "/health-check")
+    public static WebApplication MapStateMesh(this WebApplication app, string deepstreamPath = "/deepstream", string nativePath = "/statemesh", string healthCheckPath = "/health-check", string apiPath = "/api")
     {
         app.UseWebSockets();
+        var api = new HttpApi(app.Services.GetRequiredService<StateMeshNode>());
+        app.MapPost(apiPath, api.ApiAsync);
+        app.MapPost(apiPath.TrimEnd('/') + "/auth", api.AuthAsync);
         app.MapStateMeshWebSocket(deepstreamPath, DeepstreamCodec.Instance);
         app.MapStateMeshWebSocket(nativePath, NativeCodec.Instance);
         if (app.Services.GetService<HealthCheckService>() is not null)

@@ -159,4 +159,44 @@ public sealed class DeepstreamEndpointTests(DeepstreamEndpointTests.Fixture fixt
         var ex = await Assert.ThrowsAsync<ArgumentException>(() => StateMesh.Client.StateMeshClient.ConnectAsync($"ws://127.0.0.1:{fixture.Server.HttpPort}/deepstream"));
         Assert.Contains("UseDeepstreamProtocol", ex.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task The_http_batch_api_answers_each_operation_and_the_batch()
+    {
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{fixture.Server.HttpPort}") };
+        var auth = await http.PostAsync(new Uri("/api/auth", UriKind.Relative), new StringContent("{\"username\":\"http-user\"}"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, auth.StatusCode);
+        var token = System.Text.Json.Nodes.JsonNode.Parse(await auth.Content.ReadAsStringAsync())!["token"]!.GetValue<string>();
+
+        var name = "http/" + Guid.NewGuid().ToString("N");
+        var batch = $$$"""
+            {"token":"{{{token}}}","body":[
+              {"topic":"record","action":"write","recordName":"{{{name}}}","data":{"a":1}},
+              {"topic":"record","action":"write","recordName":"{{{name}}}","path":"b","data":2},
+              {"topic":"record","action":"read","recordName":"{{{name}}}"},
+              {"topic":"record","action":"head","recordName":"{{{name}}}"},
+              {"topic":"event","action":"emit","eventName":"http/event","data":{"x":1}},
+              {"topic":"rpc","action":"make","rpcName":"nobody/provides","data":1},
+              {"topic":"list","action":"write","listName":"{{{name}}}-list","data":["a",1]},
+              {"topic":"presence","action":"query","names":["nobody"]},
+              {"topic":"bogus","action":"nothing"}
+            ]}
+            """;
+        var response = await http.PostAsync(new Uri("/api", UriKind.Relative), new StringContent(batch));
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.Equal("PARTIAL_SUCCESS", json["result"]!.GetValue<string>());
+        var body = json["body"]!.AsArray();
+        Assert.Equal([true, true, true, true, true, false, false, true, false], body.Select(r => r!["success"]!.GetValue<bool>()));
+        Assert.Equal("{\"a\":1,\"b\":2}", body[2]!["data"]!.ToJsonString());
+        Assert.Equal(2, body[2]!["version"]!.GetValue<int>());
+        Assert.Equal(2, body[3]!["version"]!.GetValue<int>());
+        Assert.Equal(("rpc", "NO_RPC_PROVIDER"), (body[5]!["errorTopic"]!.GetValue<string>(), body[5]!["errorEvent"]!.GetValue<string>()));
+        Assert.Equal("{\"nobody\":false}", body[7]!["users"]!.ToJsonString());
+
+        var bad = await http.PostAsync(new Uri("/api", UriKind.Relative), new StringContent("{not json"));
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, bad.StatusCode);
+        var stranger = await http.PostAsync(new Uri("/api", UriKind.Relative), new StringContent("{\"token\":\"made-up\",\"body\":[]}"));
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, stranger.StatusCode);
+    }
 }

@@ -1,0 +1,202 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using StateMesh.Auth;
+using StateMesh.Client;
+
+namespace StateMesh.AspNetCore;
+
+/// <summary>
+/// deepstream's HTTP batch API: POST /api with <c>{token | authData, body: [operations]}</c>, answered with
+/// <c>{result: SUCCESS | FAILURE | PARTIAL_SUCCESS, body: [per-operation results]}</c>; POST /api/auth issues tokens.
+/// Each request acts as its user through an in-process connection to the node.
+/// </summary>
+internal sealed class HttpApi(StateMeshNode node)
+{
+    private static readonly TimeSpan TokenLifetime = TimeSpan.FromHours(24);
+    private readonly ConcurrentDictionary<string, (string UserId, DateTimeOffset Expires)> _tokens = new(StringComparer.Ordinal);
+
+    private static Task Json(HttpContext context, int status, JsonNode body)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsync(body.ToJsonString(), context.RequestAborted);
+    }
+
+    private static async Task<JsonNode?> ReadBodyAsync(HttpContext context)
+    {
+        try
+        {
+            return await JsonNode.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private async Task<AuthenticationResult> AuthenticateAsync(HttpContext context, JsonObject authData)
+    {
+        using var document = JsonDocument.Parse(authData.ToJsonString());
+        var remote = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
+        return await node.Engine.Authenticator.AuthenticateAsync(new AuthenticationContext(document.RootElement, remote), context.RequestAborted).ConfigureAwait(false);
+    }
+
+    public async Task AuthAsync(HttpContext context)
+    {
+        if (await ReadBodyAsync(context).ConfigureAwait(false) is not JsonObject authData)
+        {
+            await Json(context, StatusCodes.Status400BadRequest, new JsonObject { ["error"] = "the body must be a JSON object of login data" }).ConfigureAwait(false);
+            return;
+        }
+        var result = await AuthenticateAsync(context, authData).ConfigureAwait(false);
+        if (!result.IsValid)
+        {
+            await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["error"] = "INVALID_AUTHENTICATION_DETAILS", ["clientData"] = result.ClientData?.DeepClone() }).ConfigureAwait(false);
+            return;
+        }
+        var token = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        _tokens[token] = (result.Id ?? OpenAuthenticationHandler.AnonymousId, DateTimeOffset.UtcNow + TokenLifetime);
+        await Json(context, StatusCodes.Status200OK, new JsonObject { ["token"] = token, ["clientData"] = result.ClientData?.DeepClone() }).ConfigureAwait(false);
+    }
+
+    public async Task ApiAsync(HttpContext context)
+    {
+        if (await ReadBodyAsync(context).ConfigureAwait(false) is not JsonObject request || request["body"] is not JsonArray operations)
+        {
+            await Json(context, StatusCodes.Status400BadRequest, new JsonObject { ["result"] = "FAILURE", ["error"] = "the body must be {\"body\": [operations]} with a token or authData" }).ConfigureAwait(false);
+            return;
+        }
+        string userId;
+        if (request["token"]?.GetValueKind() == JsonValueKind.String)
+        {
+            if (!_tokens.TryGetValue(request["token"]!.GetValue<string>(), out var entry) || entry.Expires < DateTimeOffset.UtcNow)
+            {
+                await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["result"] = "FAILURE", ["error"] = "unknown or expired token" }).ConfigureAwait(false);
+                return;
+            }
+            userId = entry.UserId;
+        }
+        else
+        {
+            var login = await AuthenticateAsync(context, request["authData"] as JsonObject ?? []).ConfigureAwait(false);
+            if (!login.IsValid)
+            {
+                await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["result"] = "FAILURE", ["error"] = "INVALID_AUTHENTICATION_DETAILS" }).ConfigureAwait(false);
+                return;
+            }
+            userId = login.Id ?? OpenAuthenticationHandler.AnonymousId;
+        }
+
+        await using var client = StateMeshClient.Create(node.InProcessAddress, null, new StateMeshClientOptions { MaxReconnectAttempts = 0 }, trustedUserId: userId);
+        await client.OpenAsync(context.RequestAborted).ConfigureAwait(false);
+        var results = new JsonArray();
+        var succeeded = 0;
+        foreach (var operation in operations)
+        {
+            var result = await ExecuteAsync(client, operation as JsonObject, context.RequestAborted).ConfigureAwait(false);
+            if (result["success"]?.GetValue<bool>() == true)
+            {
+                succeeded++;
+            }
+            results.Add(result);
+        }
+        var overall = succeeded == operations.Count ? "SUCCESS" : succeeded == 0 ? "FAILURE" : "PARTIAL_SUCCESS";
+        await Json(context, StatusCodes.Status200OK, new JsonObject { ["result"] = overall, ["body"] = results }).ConfigureAwait(false);
+    }
+
+    private static JsonObject Success(JsonNode? data = null, string key = "data")
+    {
+        var result = new JsonObject { ["success"] = true };
+        if (data is not null)
+        {
+            result[key] = data;
+        }
+        return result;
+    }
+
+    private static JsonObject Failure(string error, string topic, string errorEvent) =>
+        new() { ["success"] = false, ["error"] = error, ["errorTopic"] = topic, ["errorEvent"] = errorEvent };
+
+    private static string? Text(JsonObject op, string key) => op[key]?.GetValueKind() == JsonValueKind.String ? op[key]!.GetValue<string>() : null;
+
+    private static async Task<JsonObject> ExecuteAsync(StateMeshClient client, JsonObject? op, CancellationToken cancellationToken)
+    {
+        if (op is null)
+        {
+            return Failure("an operation must be a JSON object", "unknown", "INVALID_MESSAGE_DATA");
+        }
+        var topic = Text(op, "topic") ?? "";
+        var action = Text(op, "action") ?? "";
+        try
+        {
+            switch (topic, action)
+            {
+                case ("event", "emit") when Text(op, "eventName") is { Length: > 0 } name:
+                    await client.Events.PublishAsync(name, op["data"]?.DeepClone(), cancellationToken: cancellationToken).ConfigureAwait(false);
+                    return Success();
+                case ("rpc", "make") when Text(op, "rpcName") is { Length: > 0 } name:
+                    var response = await client.Rpc.MakeAsync<JsonNode?, JsonNode?>(name, op["data"]?.DeepClone(), cancellationToken).ConfigureAwait(false);
+                    return new JsonObject { ["success"] = true, ["data"] = response };
+                case ("record" or "list", "read") when (Text(op, "recordName") ?? Text(op, "listName")) is { Length: > 0 } name:
+                    var snapshot = await client.Records.SnapshotAsync<JsonNode>(name, cancellationToken).ConfigureAwait(false);
+                    return snapshot is null
+                        ? Failure($"record '{name}' not found", topic, "RECORD_NOT_FOUND")
+                        : new JsonObject { ["success"] = true, ["data"] = snapshot.Value, ["version"] = snapshot.Version };
+                case ("record", "head") when Text(op, "recordName") is { Length: > 0 } name:
+                    var version = await client.Records.HeadAsync(name, cancellationToken).ConfigureAwait(false);
+                    return version == -1 ? Failure($"record '{name}' not found", topic, "RECORD_NOT_FOUND") : Success(version, "version");
+                case ("record" or "list", "write") when (Text(op, "recordName") ?? Text(op, "listName")) is { Length: > 0 } name:
+                    var data = op["data"]?.DeepClone();
+                    if (topic == "list" && (data is not JsonArray entries || entries.Any(e => e?.GetValueKind() != JsonValueKind.String)))
+                    {
+                        return Failure("list data must be an array of record names", topic, "INVALID_MESSAGE_DATA");
+                    }
+                    var path = Text(op, "path");
+                    var written = path is null
+                        ? await client.Records.SetDataWithAckAsync(name, data, cancellationToken).ConfigureAwait(false)
+                        : await client.Records.SetDataWithAckAsync(name, path, data, cancellationToken).ConfigureAwait(false);
+                    return written.Succeeded ? Success() : Failure(written.Error ?? "the write lost a conflict", topic, written.Conflict is not null ? "VERSION_EXISTS" : "RECORD_UPDATE_ERROR");
+                case ("record" or "list", "delete") when (Text(op, "recordName") ?? Text(op, "listName")) is { Length: > 0 } name:
+                    if (await client.Records.HeadAsync(name, cancellationToken).ConfigureAwait(false) == -1)
+                    {
+                        return Failure($"record '{name}' not found", topic, "RECORD_NOT_FOUND");
+                    }
+                    await using (var record = await client.Records.GetAsync<JsonNode>(name, cancellationToken).ConfigureAwait(false))
+                    {
+                        await record.DeleteAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    return Success();
+                case ("record", "notify") when op["recordNames"] is JsonArray names:
+                    await client.Records.NotifyAsync(names.Select(n => n?.ToString() ?? ""), cancellationToken).ConfigureAwait(false);
+                    return Success();
+                case ("presence", "query"):
+                    if (op["names"] is JsonArray users)
+                    {
+                        var answer = await client.Presence.QueryAsync(users.Select(u => u?.ToString() ?? ""), cancellationToken).ConfigureAwait(false);
+                        return Success(new JsonObject(answer.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))), "users");
+                    }
+                    var all = await client.Presence.QueryAllAsync(cancellationToken).ConfigureAwait(false);
+                    return Success(new JsonArray([.. all.Select(u => (JsonNode?)u)]), "users");
+                default:
+                    return Failure($"unknown or incomplete operation '{topic}/{action}'", topic, "INVALID_MESSAGE_DATA");
+            }
+        }
+        catch (RpcException ex)
+        {
+            return Failure(ex.Message, "rpc", ex.Code switch
+            {
+                RpcErrorCode.NoProvider => "NO_RPC_PROVIDER",
+                RpcErrorCode.AcceptTimeout => "ACCEPT_TIMEOUT",
+                RpcErrorCode.ResponseTimeout => "RESPONSE_TIMEOUT",
+                _ => "REQUEST_ERROR",
+            });
+        }
+        catch (Exception ex) when (ex is StateMeshException or ArgumentException or InvalidOperationException or TimeoutException)
+        {
+            return Failure(ex.Message, topic, "ERROR");
+        }
+    }
+}

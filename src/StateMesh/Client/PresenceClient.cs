@@ -38,6 +38,7 @@ internal sealed class PresenceClient(StateMeshClient client) : IPresenceClient
     private readonly Dictionary<string, int> _users = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, TaskCompletionSource<Message>> _queries = new(StringComparer.Ordinal);
     private int _everyoneReferences;
+    private readonly ConcurrentQueue<string> _queryAllOrder = new();
 
     private object Gate => client.Gate;
 
@@ -136,6 +137,10 @@ internal sealed class PresenceClient(StateMeshClient client) : IPresenceClient
         var correlationId = client.NextCorrelationId();
         var reply = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         _queries[correlationId] = reply;
+        if (query.Action == (int)PresenceAction.QueryAll)
+        {
+            _queryAllOrder.Enqueue(correlationId);
+        }
         try
         {
             await client.SendOrQueue(query with { CorrelationId = correlationId }).ConfigureAwait(false);
@@ -169,6 +174,11 @@ internal sealed class PresenceClient(StateMeshClient client) : IPresenceClient
                 if (message.CorrelationId is not null && _queries.TryGetValue(message.CorrelationId, out var reply))
                 {
                     reply.TrySetResult(message);
+                }
+                else if (message.CorrelationId is null && message.Action == (int)PresenceAction.QueryAllResponse && _queryAllOrder.TryDequeue(out var oldest) && _queries.TryGetValue(oldest, out var first))
+                {
+                    // deepstream servers answer QUERY_ALL without the correlation id: answers come in order.
+                    first.TrySetResult(message);
                 }
                 break;
             default:

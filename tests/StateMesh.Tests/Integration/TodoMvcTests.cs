@@ -1,0 +1,128 @@
+using System.Diagnostics;
+
+namespace StateMesh.Tests.Integration;
+
+/// <summary>The TodoMvc sample in two headless Chromium pages (Debian's chromium, driven by playwright-core), across a node restart.</summary>
+public sealed class TodoMvcTests : IDisposable
+{
+    private readonly DirectoryInfo _data = Directory.CreateTempSubdirectory("statemesh-todomvc-");
+
+    private static string Root
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "StateMesh.sln")))
+            {
+                dir = dir.Parent;
+            }
+            return dir!.FullName;
+        }
+    }
+
+    private static async Task<(int Code, string Output)> RunAsync(string file, string[] args, string directory, TimeSpan timeout)
+    {
+        var start = new ProcessStartInfo(file) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    private static async Task EnsureNpmAsync(string directory, params string[] build)
+    {
+        if (!Directory.Exists(Path.Combine(directory, "node_modules")))
+        {
+            var (code, output) = await RunAsync("npm", ["ci", "--no-audit", "--no-fund"], directory, TimeSpan.FromMinutes(5));
+            Assert.True(code == 0, $"npm ci in {directory} failed:\n{output}");
+        }
+        if (build.Length > 0)
+        {
+            var (code, output) = await RunAsync("npm", build, directory, TimeSpan.FromMinutes(2));
+            Assert.True(code == 0, $"npm {string.Join(' ', build)} in {directory} failed:\n{output}");
+        }
+    }
+
+    private sealed class TodoMvcProcess : IAsyncDisposable
+    {
+        private readonly Process _process;
+        private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TodoMvcProcess(int port, string data)
+        {
+            var dll = Path.Combine(Root, "samples", "TodoMvc", "bin", new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name, "net10.0", "TodoMvc.dll");
+            Assert.True(File.Exists(dll), "the sample was not built: " + dll);
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var arg in new[] { dll, "--urls", $"http://127.0.0.1:{port}", $"--DataDirectory={data}", "--webroot", Path.Combine(Root, "samples", "TodoMvc", "wwwroot") })
+            {
+                start.ArgumentList.Add(arg);
+            }
+            _process = new Process { StartInfo = start };
+            _process.OutputDataReceived += (_, e) => { if (e.Data?.Contains("Now listening on", StringComparison.Ordinal) == true) { _listening.TrySetResult(); } };
+            _process.ErrorDataReceived += (_, _) => { };
+            _process.Start();
+            _process.BeginOutputReadLine();
+            _process.BeginErrorReadLine();
+        }
+
+        public Task Listening => _listening.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_process.HasExited)
+            {
+                using (var kill = Process.Start("kill", ["-INT", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+                {
+                    await kill.WaitForExitAsync();
+                }
+                try
+                {
+                    await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(15));
+                }
+                catch (TimeoutException)
+                {
+                    _process.Kill(entireProcessTree: true);
+                }
+            }
+            _process.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_todo_added_or_ticked_in_one_browser_appears_in_the_other_and_survives_a_node_restart()
+    {
+        var chromium = Environment.GetEnvironmentVariable("CHROMIUM") ?? "/usr/bin/chromium";
+        Assert.True(File.Exists(chromium), $"Chromium is required at {chromium} (Debian package chromium; .ci/run installs it).");
+        await EnsureNpmAsync(Path.Combine(Root, "samples", "TodoMvc", "client"), "run", "build");
+        await EnsureNpmAsync(Path.Combine(Root, "tests", "e2e"));
+        var port = Client.ClientEventsTests.FreePort();
+        var e2e = Path.Combine(Root, "tests", "e2e");
+        await using (var first = new TodoMvcProcess(port, _data.FullName))
+        {
+            await first.Listening;
+            var (code, output) = await RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "sync"], e2e, TimeSpan.FromSeconds(90));
+            Assert.True(code == 0 && output.Contains("OK sync", StringComparison.Ordinal), output);
+        }
+        await using (var second = new TodoMvcProcess(port, _data.FullName))
+        {
+            await second.Listening;
+            var (code, output) = await RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "restart"], e2e, TimeSpan.FromSeconds(90));
+            Assert.True(code == 0 && output.Contains("OK restart", StringComparison.Ordinal), output);
+        }
+    }
+
+    public void Dispose() => _data.Delete(recursive: true);
+}

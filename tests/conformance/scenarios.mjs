@@ -159,6 +159,23 @@ const scenarios = {
     assertEqual(events, ['found ' + name, 'removed ' + name], 'listen lifecycle')
     close(provider, subscriber)
   },
+  async 'listening-reject' () {
+    // Two listeners, offered in random order: whenever the picky one is asked first, its reject passes the offer on.
+    const picky = await login({ username: 'picky' }); const willing = await login({ username: 'willing' }); const subscriber = await login({ username: 's' })
+    const offers = []
+    picky.event.listen('^conf/feed/.*', (name, response) => { offers.push(['picky', name]); response.reject() })
+    willing.event.listen('^conf/feed/.*', (name, response) => { offers.push(['willing', name]); response.accept() })
+    await sleep(300)
+    const names = Array.from({ length: 20 }, (_, i) => `conf/feed/${Date.now()}-${i}`)
+    for (const name of names) subscriber.event.subscribe(name, () => {})
+    await within(new Promise(resolve => { const check = () => { if (offers.filter(o => o[0] === 'willing').length === names.length) resolve(); else setTimeout(check, 20) }; check() }), 'every name reaches the willing listener')
+    for (const name of names) {
+      const order = offers.filter(o => o[1] === name).map(o => o[0])
+      if (!(JSON.stringify(order) === '["willing"]' || JSON.stringify(order) === '["picky","willing"]')) fail(`offers for ${name}: ${JSON.stringify(order)}`)
+    }
+    if (!offers.some(o => o[0] === 'picky')) fail('the picky listener was never asked first in 20 names')
+    close(picky, willing, subscriber)
+  },
 }
 
 const run = scenarios[scenario] ?? (() => fail(`unknown scenario ${scenario}; known: ${Object.keys(scenarios).join(', ')}`))

@@ -108,6 +108,7 @@ public sealed class DeepstreamClientConformanceTests(DeepstreamClientConformance
     [InlineData("rpc-reject")]
     [InlineData("presence")]
     [InlineData("listening")]
+    [InlineData("listening-reject")]
     public async Task The_official_deepstream_client_works_unchanged(string scenario)
     {
         var url = $"ws://127.0.0.1:{server.Server.HttpPort}/deepstream";

@@ -122,7 +122,22 @@ internal sealed class ListenClient(StateMeshClient client, Topic topic)
                     stale.Cancel();
                 }
                 listening.Offers[name] = cts;
-                offer = new ListenOffer(pattern, name, accept => client.TrySendIfOpen(Respond(pattern, name, accept)), cts.Token);
+                offer = new ListenOffer(pattern, name, accept =>
+                {
+                    client.TrySendIfOpen(Respond(pattern, name, accept));
+                    if (!accept)
+                    {
+                        // The node says nothing more about a rejected offer: forget it now.
+                        lock (Gate)
+                        {
+                            if (listening.Offers.TryGetValue(name, out var current) && current == cts)
+                            {
+                                listening.Offers.Remove(name);
+                            }
+                        }
+                        cts.Cancel();
+                    }
+                }, cts.Token);
                 observer = listening.Observer;
             }
             else if (listening.Offers.Remove(name, out var cts))

@@ -19,7 +19,14 @@ internal sealed class RecordEntry(string name)
     /// <summary>The current data, serialized; replaced, never modified.</summary>
     public byte[] Json { get; set; } = EmptyObject;
 
-    public bool Ready { get; set; }
+    /// <summary>Loaded at least once; readable without the gate (see <see cref="ReadyFlag"/>).</summary>
+    public bool Ready
+    {
+        get => Volatile.Read(ref ReadyFlag);
+        set => Volatile.Write(ref ReadyFlag, value);
+    }
+
+    public bool ReadyFlag;
 
     public bool Deleted { get; set; }
 

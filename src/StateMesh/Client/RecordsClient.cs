@@ -345,7 +345,7 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                 {
                     lock (entry.Gate)
                     {
-                        if (!entry.Ready || entry.Resyncing || message.Version > entry.Version)
+                        if (!entry.Ready || message.Version >= entry.Version)
                         {
                             entry.Ready = true;
                             entry.Resyncing = false;
@@ -367,6 +367,7 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                 }
                 break;
             case RecordAction.Patch when entry is not null:
+                var readAgain = false;
                 lock (entry.Gate)
                 {
                     if (message.Version == entry.Version + 1 && RecordPath.TryParse(message.Path, out var tokens, out _))
@@ -386,8 +387,12 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                     {
                         // Missed a change: read the whole record again.
                         entry.Resyncing = true;
-                        client.TrySendIfOpen(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = entry.Name });
+                        readAgain = true;
                     }
+                }
+                if (readAgain)
+                {
+                    client.TrySendIfOpen(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = entry.Name });
                 }
                 break;
             case RecordAction.Deleted:
@@ -529,9 +534,20 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
         }
         Message? rewrite = null;
         RecordConflict conflict;
+        var readAgain = false;
         lock (entry.Gate)
         {
             var remote = JsonNode.Parse(remoteJson);
+            if (entry.Version > remoteVersion)
+            {
+                // Later writes of ours are already on their way: the node's answer is older than our copy. Read the
+                // record again rather than adopting the older data (a READ_RESPONSE never moves the copy backwards).
+                conflict = new RecordConflict(remoteVersion, remote, ConflictResolution.AdoptedRemote);
+                entry.Resyncing = true;
+                entry.Version = remoteVersion;
+                readAgain = true;
+                goto Decided;
+            }
             var strategy = entry.MergeStrategy ?? client.Options.MergeStrategy;
             JsonNode? merged;
             try
@@ -566,6 +582,11 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                 };
                 entry.Apply(remoteVersion + 1, json);
             }
+        Decided:;
+        }
+        if (readAgain)
+        {
+            client.TrySendIfOpen(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = entry.Name });
         }
         if (rewrite is not null)
         {
@@ -580,6 +601,7 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
     /// <summary>After a reconnect: the node's version against ours.</summary>
     private void OnRemoteHead(RecordEntry entry, int remoteVersion)
     {
+        bool deleted, resync;
         lock (entry.Gate)
         {
             if (!entry.AwaitingHead)
@@ -587,21 +609,28 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                 return;
             }
             entry.AwaitingHead = false;
-            if (remoteVersion == -1)
+            deleted = remoteVersion == -1;
+            resync = !deleted && remoteVersion != entry.Version;
+            if (deleted)
             {
                 entry.Deleted = true;
                 entry.Changed.OnCompleted();
-                lock (Gate)
-                {
-                    _entries.Remove(entry.Name);
-                }
-                return;
             }
-            if (remoteVersion != entry.Version)
+            else if (resync)
             {
                 entry.Resyncing = true;
-                client.TrySendIfOpen(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = entry.Name });
             }
+        }
+        if (deleted)
+        {
+            lock (Gate)
+            {
+                _entries.Remove(entry.Name);
+            }
+        }
+        else if (resync)
+        {
+            client.TrySendIfOpen(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = entry.Name });
         }
     }
 
@@ -610,19 +639,18 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
     {
         var head = new List<string>();
         var load = new List<string>();
+        // Lock order is entry gate, then the client's gate (observers run under the entry gate and may call the
+        // client); this runs under the client's gate, so it reads the flags without taking entry gates.
         foreach (var entry in _entries.Values)
         {
-            lock (entry.Gate)
+            if (Volatile.Read(ref entry.ReadyFlag))
             {
-                if (entry.Ready)
-                {
-                    entry.AwaitingHead = true;
-                    head.Add(entry.Name);
-                }
-                else
-                {
-                    load.Add(entry.Name);
-                }
+                entry.AwaitingHead = true;
+                head.Add(entry.Name);
+            }
+            else
+            {
+                load.Add(entry.Name);
             }
         }
         if (head.Count > 0)

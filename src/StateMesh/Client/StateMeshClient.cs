@@ -292,6 +292,13 @@ public sealed class StateMeshClient : IStateMeshClient
 
     private void Dispatch(Message message)
     {
+        if (message.IsError && message.CorrelationId is not null && message.OriginalAction is { } original
+            && _pendingAcks.TryRemove(AckKey(message.Topic, original, message.CorrelationId), out var failed))
+        {
+            failed.TrySetException(new StateMeshProtocolException(
+                $"The node answered {ActionNames.Of(message.Topic, original)} with {ActionNames.Of(message.Topic, message.Action)}{(message.Data is { } d ? ": " + System.Text.Encoding.UTF8.GetString(d.Span) : "")}.",
+                message.Topic, message.Action));
+        }
         if (message.IsAck && message.CorrelationId is not null && _pendingAcks.TryRemove(AckKey(message.Topic, message.Action, message.CorrelationId), out var ack))
         {
             ack.TrySetResult(message);

@@ -217,20 +217,30 @@ internal sealed class RecordsTopic
             {
                 continue;
             }
-            var loaded = await LoadAsync(name).ConfigureAwait(false);
-            if (loaded.Error is not null)
+            var gate = LockFor(name);
+            await gate.WaitAsync().ConfigureAwait(false);
+            try
             {
-                SendLoadError(session, message, name, loaded);
-                continue;
+                // Under the lock, as for subscribe-and-read: no write slips between the version read and the subscription.
+                var loaded = await LoadAsync(name).ConfigureAwait(false);
+                if (loaded.Error is not null)
+                {
+                    SendLoadError(session, message, name, loaded);
+                    continue;
+                }
+                Subscribe(session, name);
+                if (loaded.State is { } state)
+                {
+                    versions[name] = state.Version;
+                }
+                else
+                {
+                    missing.Add(name);
+                }
             }
-            Subscribe(session, name);
-            if (loaded.State is { } state)
+            finally
             {
-                versions[name] = state.Version;
-            }
-            else
-            {
-                missing.Add(name);
+                gate.Release();
             }
         }
         session.Send(message with { IsAck = true, Data = null });
@@ -502,12 +512,31 @@ internal sealed class RecordsTopic
         {
             RecordPath.Erase(root, tokens);
         }
-        next = JsonSerializer.SerializeToUtf8Bytes(root, StateMeshJsonContext.Default.JsonNode);
+        try
+        {
+            next = JsonSerializer.SerializeToUtf8Bytes(root, StateMeshJsonContext.Default.JsonNode);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            error = "the patched record is nested too deeply: " + ex.Message;
+            return false;
+        }
         error = "";
         return true;
     }
 
-    private async Task PersistAsync(string name, RecordState state)
+    /// <summary>The newest storage write per record still in flight (NOTIFY waits for it).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Task> _persisting = new(StringComparer.Ordinal);
+
+    private Task PersistAsync(string name, RecordState state)
+    {
+        var task = PersistCoreAsync(name, state);
+        _persisting[name] = task;
+        _ = task.ContinueWith(t => _persisting.TryRemove(new KeyValuePair<string, Task>(name, t)), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return task;
+    }
+
+    private async Task PersistCoreAsync(string name, RecordState state)
     {
         try
         {
@@ -545,13 +574,17 @@ internal sealed class RecordsTopic
             session.SendError(message, (int)RecordAction.InvalidMessageData, "DELETE needs a record name");
             return;
         }
-        Task durable;
         var gate = LockFor(name);
         await gate.WaitAsync().ConfigureAwait(false);
         try
         {
+            // Storage first, and under the lock: until the deletion is durable the store still answers reads, so no
+            // read misses the store and promotes the record back from storage.
+            if (!IsExcluded(name))
+            {
+                await _storage.DeleteAsync(name, CancellationToken.None).ConfigureAwait(false);
+            }
             await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
-            durable = IsExcluded(name) ? Task.CompletedTask : _storage.DeleteAsync(name, CancellationToken.None).AsTask();
             var subscribers = Registry.Get(name);
             Fanout.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.Deleted, Name = name }, subscribers, session);
             foreach (var subscriber in subscribers)
@@ -569,16 +602,7 @@ internal sealed class RecordsTopic
         {
             gate.Release();
         }
-        try
-        {
-            await durable.ConfigureAwait(false);
-            session.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.DeleteSuccess, Name = name, CorrelationId = message.CorrelationId });
-        }
-        catch (Exception ex)
-        {
-            RecordLog.DeleteFailed(_node.Logger, name, ex);
-            session.SendError(message, (int)RecordAction.RecordDeleteError, ex.Message);
-        }
+        session.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.DeleteSuccess, Name = name, CorrelationId = message.CorrelationId });
     }
 
     private async ValueTask NotifyAsync(Session session, Message message)
@@ -595,6 +619,10 @@ internal sealed class RecordsTopic
             await gate.WaitAsync().ConfigureAwait(false);
             try
             {
+                if (_persisting.TryGetValue(name, out var pending))
+                {
+                    try { await pending.ConfigureAwait(false); } catch (Exception) { /* reported to the writer */ }
+                }
                 await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
                 var subscribers = Registry.Get(name);
                 if (subscribers.Length == 0)

@@ -35,6 +35,9 @@ internal sealed class RpcTopic(NodeEngine node)
         public ITimer? ResponseTimer { get; set; }
         public object Gate { get; } = new();
         public bool Done { get; set; }
+
+        /// <summary>Which provider attempt is current; a timer from an earlier attempt does nothing.</summary>
+        public int Attempt { get; set; }
     }
 
     public void Handle(Session session, Message message)
@@ -117,8 +120,6 @@ internal sealed class RpcTopic(NodeEngine node)
         _calls[call.Id] = call;
         lock (call.Gate)
         {
-            // The response timeout runs from the request for the whole call, across reroutes.
-            call.ResponseTimer = node.Time.CreateTimer(static s => ((Tuple<RpcTopic, PendingCall>)s!).Item1.OnResponseTimeout(((Tuple<RpcTopic, PendingCall>)s).Item2), Tuple.Create(this, call), timeout, Timeout.InfiniteTimeSpan);
             RouteToNextProvider(call);
         }
     }
@@ -127,7 +128,9 @@ internal sealed class RpcTopic(NodeEngine node)
     private void RouteToNextProvider(PendingCall call)
     {
         call.AcceptTimer?.Dispose();
+        call.ResponseTimer?.Dispose();
         call.Accepted = false;
+        var attempt = ++call.Attempt;
         var candidates = Providers.Get(call.Name).Where(p => !call.Tried.Contains(p) && p.State == SessionState.Open).ToArray();
         if (candidates.Length == 0)
         {
@@ -137,7 +140,9 @@ internal sealed class RpcTopic(NodeEngine node)
         var provider = candidates[Random.Shared.Next(candidates.Length)];
         call.Tried.Add(provider);
         call.Provider = provider;
-        call.AcceptTimer = node.Time.CreateTimer(static s => ((Tuple<RpcTopic, PendingCall>)s!).Item1.OnAcceptTimeout(((Tuple<RpcTopic, PendingCall>)s).Item2), Tuple.Create(this, call), node.Options.Rpc.AckTimeout, Timeout.InfiniteTimeSpan);
+        // Both timers start with each attempt, as in deepstream.
+        call.AcceptTimer = node.Time.CreateTimer(static s => { var (topic, c, a) = ((RpcTopic, PendingCall, int))s!; topic.OnAcceptTimeout(c, a); }, (this, call, attempt), node.Options.Rpc.AckTimeout, Timeout.InfiniteTimeSpan);
+        call.ResponseTimer = node.Time.CreateTimer(static s => { var (topic, c, a) = ((RpcTopic, PendingCall, int))s!; topic.OnResponseTimeout(c, a); }, (this, call, attempt), call.ResponseTimeout, Timeout.InfiniteTimeSpan);
         provider.Send(call.Request with { CorrelationId = call.Id });
     }
 
@@ -198,22 +203,25 @@ internal sealed class RpcTopic(NodeEngine node)
         }
     }
 
-    private void OnAcceptTimeout(PendingCall call)
+    private void OnAcceptTimeout(PendingCall call, int attempt)
     {
         lock (call.Gate)
         {
-            if (!call.Done && !call.Accepted)
+            if (!call.Done && !call.Accepted && call.Attempt == attempt)
             {
                 Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.AcceptTimeout, IsError = true });
             }
         }
     }
 
-    private void OnResponseTimeout(PendingCall call)
+    private void OnResponseTimeout(PendingCall call, int attempt)
     {
         lock (call.Gate)
         {
-            Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.ResponseTimeout, IsError = true });
+            if (call.Attempt == attempt)
+            {
+                Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.ResponseTimeout, IsError = true });
+            }
         }
     }
 

@@ -22,8 +22,8 @@ internal static class WebSocketTransport
             return;
         }
         // Cancelling a WebSocket receive aborts the socket, so the loops end by closing, not by cancellation.
-        var inbound = ReceiveAsync(socket, pump, node.Options.MaxMessageSize, cancellationToken);
-        var outbound = SendAsync(socket, pump, cancellationToken);
+        var inbound = WebSocketClientTransport.ReceiveAsync(socket, pump, node.Options.MaxMessageSize, refuseBadInput: true, cancellationToken);
+        var outbound = WebSocketClientTransport.SendAsync(socket, pump, cancellationToken);
         var first = await Task.WhenAny(inbound, outbound).ConfigureAwait(false);
         if (first == outbound)
         {
@@ -63,77 +63,6 @@ internal static class WebSocketTransport
         }
         catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException or InvalidOperationException)
         {
-        }
-    }
-
-    private static async Task ReceiveAsync(WebSocket socket, TransportConnection pump, int maxMessageSize, CancellationToken cancellationToken)
-    {
-        var message = new ArrayBufferWriter<byte>(16 * 1024);
-        var prefix = new byte[4];
-        while (true)
-        {
-            message.ResetWrittenCount();
-            ValueWebSocketReceiveResult result;
-            do
-            {
-                result = await socket.ReceiveAsync(message.GetMemory(16 * 1024), cancellationToken).ConfigureAwait(false);
-                if (result.MessageType == WebSocketMessageType.Close)
-                {
-                    return;
-                }
-                if (result.MessageType == WebSocketMessageType.Text)
-                {
-                    await socket.CloseOutputAsync(WebSocketCloseStatus.InvalidMessageType, "binary frames only", cancellationToken).ConfigureAwait(false);
-                    return;
-                }
-                message.Advance(result.Count);
-                if (message.WrittenCount > maxMessageSize)
-                {
-                    await socket.CloseOutputAsync(WebSocketCloseStatus.MessageTooBig, $"messages are limited to {maxMessageSize} bytes", cancellationToken).ConfigureAwait(false);
-                    return;
-                }
-            }
-            while (!result.EndOfMessage);
-            BinaryPrimitives.WriteUInt32BigEndian(prefix, (uint)message.WrittenCount);
-            pump.Output.Write(prefix);
-            pump.Output.Write(message.WrittenSpan);
-            var flushed = await pump.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
-            if (flushed.IsCompleted)
-            {
-                return;
-            }
-        }
-    }
-
-    private static async Task SendAsync(WebSocket socket, TransportConnection pump, CancellationToken cancellationToken)
-    {
-        var input = pump.Input;
-        while (true)
-        {
-            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            try
-            {
-                while (Framing.TryReadFrame(ref buffer, int.MaxValue, out var frame, out _) == Framing.Status.Frame)
-                {
-                    if (frame.IsSingleSegment)
-                    {
-                        await socket.SendAsync(frame.First, WebSocketMessageType.Binary, true, cancellationToken).ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        await socket.SendAsync(frame.ToArray(), WebSocketMessageType.Binary, true, cancellationToken).ConfigureAwait(false);
-                    }
-                }
-            }
-            finally
-            {
-                input.AdvanceTo(buffer.Start, buffer.End);
-            }
-            if (result.IsCompleted || result.IsCanceled)
-            {
-                return;
-            }
         }
     }
 }

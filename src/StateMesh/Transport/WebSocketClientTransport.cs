@@ -23,7 +23,7 @@ internal static class WebSocketClientTransport
         }
         var (client, pump) = InMemoryTransport.CreatePair(uri.ToString(), transportName: "websocket");
         var stop = new CancellationTokenSource();
-        var inbound = Task.Run(() => ReceiveAsync(socket, pump, maxMessageSize, stop.Token), CancellationToken.None);
+        var inbound = Task.Run(() => ReceiveAsync(socket, pump, maxMessageSize, refuseBadInput: false, stop.Token), CancellationToken.None);
         var outbound = Task.Run(() => SendAsync(socket, pump, stop.Token), CancellationToken.None);
         _ = Task.WhenAny(inbound, outbound).ContinueWith(async _ =>
         {
@@ -47,7 +47,12 @@ internal static class WebSocketClientTransport
         return client;
     }
 
-    private static async Task ReceiveAsync(WebSocket socket, TransportConnection pump, int maxMessageSize, CancellationToken cancellationToken)
+    /// <summary>
+    /// Each binary WebSocket message becomes one length-prefixed frame in <paramref name="pump"/>. With
+    /// <paramref name="refuseBadInput"/> (a node), a text message or one over the limit closes the socket with its
+    /// status, as deepstream does; a client just stops.
+    /// </summary>
+    internal static async Task ReceiveAsync(WebSocket socket, TransportConnection pump, int maxMessageSize, bool refuseBadInput, CancellationToken cancellationToken)
     {
         var message = new ArrayBufferWriter<byte>(16 * 1024);
         var prefix = new byte[4];
@@ -64,9 +69,18 @@ internal static class WebSocketClientTransport
                     {
                         return;
                     }
+                    if (result.MessageType == WebSocketMessageType.Text && refuseBadInput)
+                    {
+                        await socket.CloseOutputAsync(WebSocketCloseStatus.InvalidMessageType, "binary frames only", cancellationToken).ConfigureAwait(false);
+                        return;
+                    }
                     message.Advance(result.Count);
                     if (message.WrittenCount > maxMessageSize)
                     {
+                        if (refuseBadInput)
+                        {
+                            await socket.CloseOutputAsync(WebSocketCloseStatus.MessageTooBig, $"messages are limited to {maxMessageSize} bytes", cancellationToken).ConfigureAwait(false);
+                        }
                         return;
                     }
                 }
@@ -85,7 +99,8 @@ internal static class WebSocketClientTransport
         }
     }
 
-    private static async Task SendAsync(WebSocket socket, TransportConnection pump, CancellationToken cancellationToken)
+    /// <summary>Each length-prefixed frame the session writes goes out as one binary WebSocket message.</summary>
+    internal static async Task SendAsync(WebSocket socket, TransportConnection pump, CancellationToken cancellationToken)
     {
         var input = pump.Input;
         try

@@ -15,28 +15,11 @@ public sealed class RealDeepstreamServerTests(RealDeepstreamServerTests.Fixture 
 
         public int Port { get; } = Client.ClientEventsTests.FreePort();
 
-        private static string Directory
-        {
-            get
-            {
-                var dir = new DirectoryInfo(AppContext.BaseDirectory);
-                while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "StateMesh.sln")))
-                {
-                    dir = dir.Parent;
-                }
-                return Path.Combine(dir!.FullName, "tests", "deepstream-server");
-            }
-        }
+        private static string Directory => Path.Combine(Support.Repository.Root, "tests", "deepstream-server");
 
         public async Task InitializeAsync()
         {
-            if (!System.IO.Directory.Exists(Path.Combine(Directory, "node_modules", "@deepstream", "server")))
-            {
-                var install = Process.Start(new ProcessStartInfo("npm", ["ci", "--no-audit", "--no-fund"]) { WorkingDirectory = Directory, RedirectStandardOutput = true, RedirectStandardError = true })!;
-                var output = await install.StandardOutput.ReadToEndAsync() + await install.StandardError.ReadToEndAsync();
-                await install.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(5));
-                Assert.True(install.ExitCode == 0, "npm ci in tests/deepstream-server failed (Node.js and npm are required):\n" + output);
-            }
+            await Support.Repository.EnsureNpmPackagesAsync(Path.Combine("tests", "deepstream-server"));
             _server = new Process { StartInfo = new ProcessStartInfo("node", ["start.cjs", Port.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { WorkingDirectory = Directory, RedirectStandardOutput = true, RedirectStandardError = true } };
             _server.OutputDataReceived += (_, e) => OnLine(e.Data);
             _server.ErrorDataReceived += (_, e) => OnLine(e.Data);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using StateMesh.Tests.Support;
 
 namespace StateMesh.Tests.Integration;
 
@@ -7,53 +8,13 @@ public sealed class TodoMvcTests : IDisposable
 {
     private readonly DirectoryInfo _data = Directory.CreateTempSubdirectory("statemesh-todomvc-");
 
-    private static string Root
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "StateMesh.sln")))
-            {
-                dir = dir.Parent;
-            }
-            return dir!.FullName;
-        }
-    }
+    private static string Root => Repository.Root;
 
-    private static async Task<(int Code, string Output)> RunAsync(string file, string[] args, string directory, TimeSpan timeout)
+    private static async Task BuildPageAsync()
     {
-        var start = new ProcessStartInfo(file) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        try
-        {
-            await process.WaitForExitAsync().WaitAsync(timeout);
-        }
-        catch (TimeoutException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-        return (process.ExitCode, await stdout + await stderr);
-    }
-
-    private static async Task EnsureNpmAsync(string directory, params string[] build)
-    {
-        if (!Directory.Exists(Path.Combine(directory, "node_modules")))
-        {
-            var (code, output) = await RunAsync("npm", ["ci", "--no-audit", "--no-fund"], directory, TimeSpan.FromMinutes(5));
-            Assert.True(code == 0, $"npm ci in {directory} failed:\n{output}");
-        }
-        if (build.Length > 0)
-        {
-            var (code, output) = await RunAsync("npm", build, directory, TimeSpan.FromMinutes(2));
-            Assert.True(code == 0, $"npm {string.Join(' ', build)} in {directory} failed:\n{output}");
-        }
+        await Repository.EnsureNpmPackagesAsync(Path.Combine("samples", "TodoMvc", "client"));
+        var (code, output) = await Repository.RunAsync("npm", ["run", "build"], Path.Combine(Root, "samples", "TodoMvc", "client"), TimeSpan.FromMinutes(2));
+        Assert.True(code == 0, "npm run build of the TodoMvc page failed:\n" + output);
     }
 
     private sealed class TodoMvcProcess : IAsyncDisposable
@@ -106,20 +67,20 @@ public sealed class TodoMvcTests : IDisposable
     {
         var chromium = Environment.GetEnvironmentVariable("CHROMIUM") ?? "/usr/bin/chromium";
         Assert.True(File.Exists(chromium), $"Chromium is required at {chromium} (Debian package chromium; .ci/run installs it).");
-        await EnsureNpmAsync(Path.Combine(Root, "samples", "TodoMvc", "client"), "run", "build");
-        await EnsureNpmAsync(Path.Combine(Root, "tests", "e2e"));
+        await BuildPageAsync();
+        await Repository.EnsureNpmPackagesAsync(Path.Combine("tests", "e2e"));
         var port = Client.ClientEventsTests.FreePort();
         var e2e = Path.Combine(Root, "tests", "e2e");
         await using (var first = new TodoMvcProcess(port, _data.FullName))
         {
             await first.Listening;
-            var (code, output) = await RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "sync"], e2e, TimeSpan.FromSeconds(90));
+            var (code, output) = await Repository.RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "sync"], e2e, TimeSpan.FromSeconds(90));
             Assert.True(code == 0 && output.Contains("OK sync", StringComparison.Ordinal), output);
         }
         await using (var second = new TodoMvcProcess(port, _data.FullName))
         {
             await second.Listening;
-            var (code, output) = await RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "restart"], e2e, TimeSpan.FromSeconds(90));
+            var (code, output) = await Repository.RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "restart"], e2e, TimeSpan.FromSeconds(90));
             Assert.True(code == 0 && output.Contains("OK restart", StringComparison.Ordinal), output);
         }
     }

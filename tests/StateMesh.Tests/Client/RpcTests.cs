@@ -27,7 +27,8 @@ public class RpcTests
         await using var caller = await ConnectAsync(node);
         await using var _ = await provider.Rpc.ProvideAsync<AddRequest, int>("add", (r, ct) => Task.FromResult(r.A + r.B));
         Assert.Equal(5, await caller.Rpc.MakeAsync<AddRequest, int>("add", new AddRequest(2, 3)));
-        // Many callers with the same correlation ids at once: each gets its own answer.
+        // Many calls in flight at once: each gets its own answer (the node gives each forwarded request its own id;
+        // the protocol test below checks that the provider never sees the caller's id).
         var results = await Task.WhenAll(Enumerable.Range(0, 50).Select(i => caller.Rpc.MakeAsync<AddRequest, int>("add", new AddRequest(i, i))));
         Assert.Equal(Enumerable.Range(0, 50).Select(i => 2 * i), results);
         Assert.Equal(0, node.Engine.Rpc.PendingCount);

@@ -132,7 +132,8 @@ public class RecordsTests
             (M(RecordAction.Update, "safe", 2, "{\"a\":"), "truncated JSON"),
             (M(RecordAction.Update, "safe", 2, "{} {}"), "two values"),
             (M(RecordAction.Update, "safe", 2, "{\"big\":\"" + new string('x', 2000) + "\"}"), "over the size limit"),
-            (M(RecordAction.Patch, "safe", 2, "\"" + new string('x', 1100) + "\"", "big"), "a patch that makes it too big"),
+            // 1012 bytes of data pass the first check (under 1024); the patched record (1027 bytes) does not.
+            (M(RecordAction.Patch, "safe", 2, "\"" + new string('x', 1010) + "\"", "big"), "a patch that makes it too big"),
             (M(RecordAction.Patch, "safe", 2, "1", "__proto__.x"), "__proto__"),
             (M(RecordAction.Patch, "safe", 2, "1", "a.constructor"), "constructor"),
             (M(RecordAction.Patch, "safe", 2, "1", "a..b"), "an empty step"),

@@ -76,8 +76,8 @@ internal sealed class ListenRegistry : IDisposable
         {
             _listeners.Add(listener);
         }
-        session.Send(new Message { Topic = _topic, Action = message.Action, Name = pattern, IsAck = true, CorrelationId = message.CorrelationId });
-        // Names already subscribed that this listener could provide.
+        // Names already subscribed that this listener could provide; their offers go out before the ack, so that
+        // once the listener has its ack, every offer due at that moment has reached it.
         foreach (var name in _subscribers().Names)
         {
             if (Matches(listener, name))
@@ -88,6 +88,7 @@ internal sealed class ListenRegistry : IDisposable
                 }
             }
         }
+        session.Send(new Message { Topic = _topic, Action = message.Action, Name = pattern, IsAck = true, CorrelationId = message.CorrelationId });
     }
 
     public void Unlisten(Session session, Message message)

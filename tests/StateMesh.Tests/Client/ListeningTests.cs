@@ -69,12 +69,18 @@ public class ListeningTests
         await ClientEventsTests.WaitUntilAsync(() => accepting.Count == 1);
         await ClientEventsTests.WaitUntilAsync(() => node.Engine.Events.Listening.ProviderOf("news/sport") is not null);
         Assert.True(rejecting.Count <= 1);
-        // A third listener arriving later is not offered a name that has its provider.
-        await using var c = await ConnectAsync(node);
-        using var late = new Provider(accept: true).Listen(c.Events.Listen("^news/"));
-        using var other = await subscriber.Events.SubscribeAsync<string>("round-trip", _ => { });
-        await ClientEventsTests.WaitUntilAsync(() => node.Engine.Sessions.Count(s => s.ListenPatterns.Count == 1) == 3);
-        Assert.Equal(0, late.Count);
+        // A third listener arriving later is not offered a name that has its provider: offers due at LISTEN go out
+        // before its ack, so nothing may precede the ack.
+        await using var late = await RawClient.LoginAsync(node);
+        await late.SendAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Listen, Name = "^news/" });
+        var ack = await late.ReceiveAsync();
+        Assert.Equal(((int)EventAction.Listen, true), (ack.Action, ack.IsAck));
+        // Control: a listener for a name that has no provider yet does get its offer before the ack.
+        using var unprovided = await subscriber.Events.SubscribeAsync<string>("sport/tennis", _ => { });
+        await using var eager = await RawClient.LoginAsync(node);
+        await eager.SendAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Listen, Name = "^sport/" });
+        var offer = await eager.ReceiveAsync();
+        Assert.Equal(((int)EventAction.SubscriptionForPatternFound, "sport/tennis"), (offer.Action, offer.Subscription));
     }
 
     [Fact]

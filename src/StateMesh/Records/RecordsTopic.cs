@@ -44,6 +44,19 @@ internal sealed class RecordsTopic
 
     private SemaphoreSlim LockFor(string name) => _locks[(name.GetHashCode(StringComparison.Ordinal) & 0x7fffffff) % Stripes];
 
+    /// <summary>Takes the record's stripe lock; dispose to release it.</summary>
+    private async ValueTask<Held> LockAsync(string name)
+    {
+        var gate = LockFor(name);
+        await gate.WaitAsync().ConfigureAwait(false);
+        return new Held(gate);
+    }
+
+    private readonly struct Held(SemaphoreSlim gate) : IDisposable
+    {
+        public void Dispose() => gate.Release();
+    }
+
     public ValueTask HandleAsync(Session session, Message message)
     {
         switch ((RecordAction)message.Action)
@@ -167,9 +180,7 @@ internal sealed class RecordsTopic
                 session.SendError(message with { Names = null, Name = name }, (int)RecordAction.InvalidMessageData, "a record name must not be empty");
                 continue;
             }
-            var gate = LockFor(name);
-            await gate.WaitAsync().ConfigureAwait(false);
-            try
+            using (await LockAsync(name).ConfigureAwait(false))
             {
                 var loaded = await LoadAsync(name).ConfigureAwait(false);
                 if (loaded.Error is not null)
@@ -194,10 +205,6 @@ internal sealed class RecordsTopic
                     Version = state?.Version ?? -1, Data = state?.Data ?? RecordState.Empty.Data,
                 });
             }
-            finally
-            {
-                gate.Release();
-            }
         }
     }
 
@@ -217,9 +224,7 @@ internal sealed class RecordsTopic
             {
                 continue;
             }
-            var gate = LockFor(name);
-            await gate.WaitAsync().ConfigureAwait(false);
-            try
+            using (await LockAsync(name).ConfigureAwait(false))
             {
                 // Under the lock, as for subscribe-and-read: no write slips between the version read and the subscription.
                 var loaded = await LoadAsync(name).ConfigureAwait(false);
@@ -237,10 +242,6 @@ internal sealed class RecordsTopic
                 {
                     missing.Add(name);
                 }
-            }
-            finally
-            {
-                gate.Release();
             }
         }
         session.Send(message with { IsAck = true, Data = null });
@@ -392,9 +393,7 @@ internal sealed class RecordsTopic
         }
 
         Task durable;
-        var gate = LockFor(name);
-        await gate.WaitAsync().ConfigureAwait(false);
-        try
+        using (await LockAsync(name).ConfigureAwait(false))
         {
             var loaded = await LoadAsync(name).ConfigureAwait(false);
             if (loaded.Error is not null)
@@ -450,10 +449,6 @@ internal sealed class RecordsTopic
                 ? new Message { Topic = Topic.Record, Action = (int)RecordAction.Patch, Name = name, Version = version, Path = message.Path, Data = erase ? null : message.Data }
                 : new Message { Topic = Topic.Record, Action = (int)RecordAction.Update, Name = name, Version = version, Data = next };
             Fanout.Send(broadcast, Registry.Get(name), session);
-        }
-        finally
-        {
-            gate.Release();
         }
         if (message.IsWriteAck)
         {
@@ -615,9 +610,7 @@ internal sealed class RecordsTopic
         }
         foreach (var name in names)
         {
-            var gate = LockFor(name);
-            await gate.WaitAsync().ConfigureAwait(false);
-            try
+            using (await LockAsync(name).ConfigureAwait(false))
             {
                 if (_persisting.TryGetValue(name, out var pending))
                 {
@@ -652,10 +645,6 @@ internal sealed class RecordsTopic
                         Unsubscribe(subscriber, name);
                     }
                 }
-            }
-            finally
-            {
-                gate.Release();
             }
         }
         session.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.Notify, CorrelationId = message.CorrelationId, IsAck = true });

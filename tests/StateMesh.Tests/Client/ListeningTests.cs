@@ -138,16 +138,8 @@ public class ListeningTests
             o.Listen.RematchInterval = TimeSpan.FromSeconds(30);
             o.Listen.MatchCooldown = TimeSpan.FromSeconds(45);
         }, time);
-        async Task<RawClient> Login()
-        {
-            var c = RawClient.ConnectInProcess(node);
-            await c.HandshakeAsync();
-            await c.SendAsync(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = "{}"u8.ToArray() });
-            await c.ReceiveAsync();
-            return c;
-        }
-        await using var listener = await Login();
-        await using var subscriber = await Login();
+        await using var listener = await RawClient.LoginInProcessAsync(node);
+        await using var subscriber = await RawClient.LoginInProcessAsync(node);
         await listener.SendAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Listen, Name = "^t/" });
         await listener.ReceiveAsync();
         await subscriber.SendAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Subscribe, Names = ["t/1"], CorrelationId = "1" });

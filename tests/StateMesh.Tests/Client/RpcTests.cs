@@ -207,18 +207,10 @@ public class RpcTests
             o.HeartbeatInterval = TimeSpan.FromHours(1);
             o.UnauthenticatedTimeout = TimeSpan.FromHours(1);
         }, time);
-        async Task<RawClient> Login()
-        {
-            var c = RawClient.ConnectInProcess(node);
-            await c.HandshakeAsync();
-            await c.SendAsync(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = "{}"u8.ToArray() });
-            await c.ReceiveAsync();
-            return c;
-        }
-        var provider = await Login();
+        var provider = await RawClient.LoginInProcessAsync(node);
         await provider.SendAsync(Rpc(RpcAction.Provide, names: ["slow"], cid: "1"));
         await provider.ReceiveAsync();
-        return (node, time, provider, await Login());
+        return (node, time, provider, await RawClient.LoginInProcessAsync(node));
     }
 
     [Fact]

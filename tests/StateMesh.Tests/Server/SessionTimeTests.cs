@@ -21,13 +21,6 @@ public class SessionTimeTests
         return (node, time);
     }
 
-    private static async Task LoginAsync(RawClient client)
-    {
-        await client.HandshakeAsync();
-        await client.SendAsync(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = Encoding.UTF8.GetBytes("{}") });
-        Assert.Equal((int)AuthAction.AuthSuccessful, (await client.ReceiveAsync()).Action);
-    }
-
     private static async Task PingPongAsync(RawClient client)
     {
         await client.SendAsync(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Ping });
@@ -57,8 +50,7 @@ public class SessionTimeTests
     {
         var (node, time) = await StartAsync(o => o.HeartbeatInterval = TimeSpan.FromHours(1));
         await using var _ = node;
-        await using var client = RawClient.ConnectInProcess(node);
-        await LoginAsync(client);
+        await using var client = await RawClient.LoginInProcessAsync(node);
         time.Advance(TimeSpan.FromSeconds(200));
         await PingPongAsync(client);
     }
@@ -68,8 +60,7 @@ public class SessionTimeTests
     {
         var (node, time) = await StartAsync();
         await using var _ = node;
-        await using var client = RawClient.ConnectInProcess(node);
-        await LoginAsync(client);
+        await using var client = await RawClient.LoginInProcessAsync(node);
         for (var i = 0; i < 5; i++)
         {
             time.Advance(TimeSpan.FromSeconds(30));

@@ -44,6 +44,16 @@ internal sealed class RawClient : IAsyncDisposable
         return client;
     }
 
+    /// <summary>Connects in-process (the node may run on fake time, without TCP), handshakes and logs in anonymously.</summary>
+    public static async Task<RawClient> LoginInProcessAsync(StateMeshNode node)
+    {
+        var client = ConnectInProcess(node);
+        await client.HandshakeAsync();
+        await client.SendAsync(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = "{}"u8.ToArray() });
+        Assert.Equal((int)AuthAction.AuthSuccessful, (await client.ReceiveAsync()).Action);
+        return client;
+    }
+
     public async Task HandshakeAsync()
     {
         await SendAsync(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Challenge, Url = "tcp://test", ProtocolVersion = "0.1a", SdkType = "test" });

@@ -1,45 +1,66 @@
+using System.Buffers;
+using System.Buffers.Text;
+using System.Diagnostics;
 using System.Text;
 using StateMesh.Protocol;
 using StateMesh.Transport;
 
 namespace StateMesh.LoadTest;
 
-/// <summary>A lean protocol client: handshake, login, subscribe, and a read loop that counts deliveries.</summary>
+/// <summary>
+/// A lean protocol client: handshake, login, subscribe, and a read loop that counts deliveries. Deliveries that no
+/// one samples are counted from the frame header without decoding, so the tool spends its CPU on sending.
+/// </summary>
 internal sealed class LoadConnection : IAsyncDisposable
 {
+    private readonly Endpoint _endpoint;
     private readonly TransportConnection _transport;
-    private readonly OutboundQueue _outbound = new(NativeCodec.Instance, 1 << 20);
+    private readonly OutboundQueue _outbound;
     private readonly Task _writer;
-    private readonly TaskCompletionSource<Message> _next = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource<Message>? _waiting;
+    private TaskCompletionSource<Message>? _readWait;
     private Task? _reader;
+    private bool _loggedIn;
 
-    private LoadConnection(TransportConnection transport)
+    private LoadConnection(Endpoint endpoint, TransportConnection transport)
     {
+        _endpoint = endpoint;
         _transport = transport;
+        _outbound = new OutboundQueue(endpoint.Codec, 1 << 20);
         _writer = Task.Run(() => _outbound.RunWriterAsync(transport.Output, null, CancellationToken.None));
     }
 
+    /// <summary>Deliveries counted so far.</summary>
     public long Delivered;
 
-    /// <summary>Messages that count as deliveries (default: events).</summary>
-    public Func<Message, bool> Counts { get; set; } = static m => m.Topic == Topic.Event && m.Action == (int)EventAction.Emit;
+    /// <summary>Which messages count as deliveries (default: events).</summary>
+    public (Topic Topic, int Action) Counted { get; set; } = (Topic.Event, (int)EventAction.Emit);
 
-    /// <summary>Called for each delivery.</summary>
-    public Action<Message>? OnEvent { get; set; }
+    /// <summary>Latency samples of this connection (taken while <see cref="Sampling"/> is set).</summary>
+    public LatencyRecorder? Latencies { get; set; }
+
+    /// <summary>When set, deliveries are decoded and their payload timestamp recorded.</summary>
+    public bool Sampling;
+
+    /// <summary>Called for each delivery (decoded).</summary>
+    public Action<Message>? OnDelivery { get; set; }
 
     /// <summary>Called for every other message after login (acks, errors).</summary>
     public Action<Message>? OnOther { get; set; }
 
-    private bool _loggedIn;
+    public bool Closed { get; private set; }
 
-    public static async Task<LoadConnection> OpenAsync(Uri address, string user)
+    public static async Task<LoadConnection> OpenAsync(Endpoint endpoint, string user, CancellationToken cancellationToken = default)
     {
-        var transport = await TcpTransport.ConnectAsync(address.Host, address.Port, CancellationToken.None);
-        var connection = new LoadConnection(transport);
-        connection._reader = Task.Run(connection.ReadAsync);
-        await connection.RequestAsync(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Challenge, Url = address.ToString(), ProtocolVersion = "0.1a", SdkType = "loadtest" }, ConnectionAction.Accept);
-        var auth = await connection.RequestAsync(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = Encoding.UTF8.GetBytes($"{{\"username\":\"{user}\"}}") }, null);
+        var transport = await endpoint.ConnectAsync(cancellationToken);
+        var connection = new LoadConnection(endpoint, transport);
+        connection._reader = Task.Run(connection.ReadAsync, CancellationToken.None);
+        if (endpoint.Wire == Wire.Relay)
+        {
+            return connection;
+        }
+        await connection.RequestAsync(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Challenge, Url = endpoint.Address.ToString(), ProtocolVersion = "0.1a", SdkType = "loadtest" });
+        var auth = await connection.RequestAsync(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = Encoding.UTF8.GetBytes($"{{\"username\":\"{user}\",\"password\":\"loadtest\"}}") });
         if (auth.Action != (int)AuthAction.AuthSuccessful)
         {
             throw new InvalidOperationException("login refused: " + auth);
@@ -48,10 +69,33 @@ internal sealed class LoadConnection : IAsyncDisposable
         return connection;
     }
 
-    public Task SubscribeAsync(string name) =>
-        RequestAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Subscribe, Names = [name], CorrelationId = "1" }, null);
+    /// <summary>Subscribes to an event (or, on the relay, joins a channel as a receiver) and waits for the ack.</summary>
+    public Task SubscribeEventAsync(string name) => _endpoint.Wire == Wire.Relay
+        ? RelayHelloAsync('S', name)
+        : RequestAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Subscribe, Names = [name], CorrelationId = "1" });
 
-    /// <summary>Subscribes to a record and waits for its READ_RESPONSE (after the ack). Returns its version.</summary>
+    /// <summary>On the relay, joins a channel as a sender; a protocol needs nothing before emitting.</summary>
+    public Task PrepareEmitAsync(string name) => _endpoint.Wire == Wire.Relay ? RelayHelloAsync('P', name) : Task.CompletedTask;
+
+    public void Emit(string name, byte[] data)
+    {
+        if (_endpoint.Wire == Wire.Relay)
+        {
+            Enqueue(data);
+            return;
+        }
+        Send(new Message { Topic = Topic.Event, Action = (int)EventAction.Emit, Name = name, Data = data });
+    }
+
+    private Task RelayHelloAsync(char role, string name)
+    {
+        var wait = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _waiting, wait);
+        Enqueue(Encoding.UTF8.GetBytes(role + " " + name));
+        return wait.Task.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>Subscribes to a record and waits for its READ_RESPONSE. Returns its version.</summary>
     public async Task<int> SubscribeRecordAsync(string name)
     {
         var read = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -60,24 +104,25 @@ internal sealed class LoadConnection : IAsyncDisposable
         return (await read.Task.WaitAsync(TimeSpan.FromSeconds(30))).Version ?? 0;
     }
 
-    private TaskCompletionSource<Message>? _readWait;
-
-    private async Task<Message> RequestAsync(Message request, ConnectionAction? expected)
+    /// <summary>Sends a request and waits for the next message that is not a delivery.</summary>
+    public async Task<Message> RequestAsync(Message request)
     {
         var wait = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         Volatile.Write(ref _waiting, wait);
         Send(request);
         var reply = await wait.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        if (expected is { } e && reply.Action != (int)e)
+        if (request.Topic == Topic.Connection && reply.Action != (int)ConnectionAction.Accept)
         {
             throw new InvalidOperationException("unexpected reply: " + reply);
         }
         return reply;
     }
 
-    public void Send(Message message)
+    public void Send(Message message) => Enqueue(_outbound.Encode(message));
+
+    private void Enqueue(ReadOnlyMemory<byte> encoded)
     {
-        if (!_outbound.TryEnqueue(_outbound.Encode(message)))
+        if (!_outbound.TryEnqueue(encoded))
         {
             throw new InvalidOperationException("the connection is closed");
         }
@@ -87,6 +132,8 @@ internal sealed class LoadConnection : IAsyncDisposable
     {
         var messages = new List<Message>();
         var input = _transport.Input;
+        var relay = _endpoint.Wire == Wire.Relay;
+        var deepstream = _endpoint.Wire == Wire.Deepstream;
         try
         {
             while (true)
@@ -95,31 +142,22 @@ internal sealed class LoadConnection : IAsyncDisposable
                 var buffer = result.Buffer;
                 while (Framing.TryReadFrame(ref buffer, int.MaxValue, out var frame, out _) == Framing.Status.Frame)
                 {
+                    if (relay)
+                    {
+                        OnRelayFrame(frame);
+                        continue;
+                    }
+                    if (deepstream && !Sampling && OnDelivery is null && TryPeekDeepstream(frame, out var topic, out var action)
+                        && topic == (int)Counted.Topic && action == Counted.Action)
+                    {
+                        Delivered++;
+                        continue;
+                    }
                     messages.Clear();
-                    NativeCodec.Instance.ParseFrame(frame, messages);
+                    _endpoint.Codec.ParseFrame(frame, messages);
                     foreach (var m in messages)
                     {
-                        if (Counts(m))
-                        {
-                            Interlocked.Increment(ref Delivered);
-                            OnEvent?.Invoke(m);
-                        }
-                        else if (m.Topic == Topic.Record && m.Action == (int)RecordAction.ReadResponse && Interlocked.Exchange(ref _readWait, null) is { } read)
-                        {
-                            read.TrySetResult(m);
-                        }
-                        else if (m.IsAck && m.Topic == Topic.Record)
-                        {
-                            // subscription acks: nothing to do
-                        }
-                        else if (Interlocked.Exchange(ref _waiting, null) is { } waiting)
-                        {
-                            waiting.TrySetResult(m);
-                        }
-                        else if (_loggedIn)
-                        {
-                            OnOther?.Invoke(m);
-                        }
+                        OnMessage(m);
                     }
                 }
                 input.AdvanceTo(buffer.Start, buffer.End);
@@ -133,12 +171,100 @@ internal sealed class LoadConnection : IAsyncDisposable
         {
         }
         Closed = true;
+        Interlocked.Exchange(ref _waiting, null)?.TrySetException(new IOException("the connection closed"));
     }
 
-    public bool Closed { get; private set; }
+    private void OnRelayFrame(ReadOnlySequence<byte> frame)
+    {
+        if (Volatile.Read(ref _waiting) is not null && frame.Length == 2)
+        {
+            Interlocked.Exchange(ref _waiting, null)?.TrySetResult(new Message { Topic = Topic.Event, Action = (int)EventAction.Subscribe, IsAck = true });
+            return;
+        }
+        Delivered++;
+        if (Sampling)
+        {
+            RecordLatency(frame.IsSingleSegment ? frame.FirstSpan : frame.ToArray());
+        }
+    }
 
-    /// <summary>Whatever a scenario wants to keep with the connection.</summary>
-    public object? Tag { get; set; }
+    private void OnMessage(Message m)
+    {
+        if (m.Topic == Counted.Topic && m.Action == Counted.Action)
+        {
+            Delivered++;
+            if (Sampling && m.Data is { } data)
+            {
+                RecordLatency(data.Span);
+            }
+            OnDelivery?.Invoke(m);
+        }
+        else if (m.Topic == Topic.Connection && m.Action == (int)ConnectionAction.Ping)
+        {
+            _outbound.TryEnqueue(_outbound.Encode(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Pong }));
+        }
+        else if (m.Topic == Topic.Record && m.Action == (int)RecordAction.ReadResponse && Interlocked.Exchange(ref _readWait, null) is { } read)
+        {
+            read.TrySetResult(m);
+        }
+        else if (m.IsAck && m.Topic == Topic.Record)
+        {
+            // subscription acks: nothing to do
+        }
+        else if (Interlocked.Exchange(ref _waiting, null) is { } waiting)
+        {
+            waiting.TrySetResult(m);
+        }
+        else if (_loggedIn)
+        {
+            OnOther?.Invoke(m);
+        }
+    }
+
+    /// <summary>Payloads start with a send timestamp: <c>[ticks,…</c> for events, <c>ticks</c> for record patches.</summary>
+    private void RecordLatency(ReadOnlySpan<byte> payload)
+    {
+        if (payload.Length > 0 && payload[0] == (byte)'[')
+        {
+            payload = payload[1..];
+        }
+        if (Utf8Parser.TryParse(payload, out long sent, out _))
+        {
+            Latencies?.Record(Stopwatch.GetTimestamp() - sent);
+        }
+    }
+
+    /// <summary>
+    /// Reads topic and action from a deepstream frame without decoding it: <c>varint(len) ‖ 0x10 topic ‖ 0x1A len ‖ 0x08 action</c>.
+    /// </summary>
+    internal static bool TryPeekDeepstream(ReadOnlySequence<byte> frame, out int topic, out int action)
+    {
+        topic = action = 0;
+        Span<byte> head = stackalloc byte[24];
+        var n = (int)Math.Min(frame.Length, head.Length);
+        frame.Slice(0, n).CopyTo(head);
+        head = head[..n];
+        var i = 0;
+        return TryVarint(head, ref i, out _)
+            && i < head.Length && head[i++] == 0x10 && TryVarint(head, ref i, out topic)
+            && i < head.Length && head[i++] == 0x1A && TryVarint(head, ref i, out _)
+            && i < head.Length && head[i++] == 0x08 && TryVarint(head, ref i, out action);
+    }
+
+    private static bool TryVarint(ReadOnlySpan<byte> span, ref int i, out int value)
+    {
+        value = 0;
+        for (var shift = 0; shift < 35 && i < span.Length; shift += 7)
+        {
+            var b = span[i++];
+            value |= (b & 0x7F) << shift;
+            if ((b & 0x80) == 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -150,5 +276,38 @@ internal sealed class LoadConnection : IAsyncDisposable
             await _reader.ConfigureAwait(false);
         }
         await _transport.DisposeAsync();
+    }
+}
+
+/// <summary>Latency samples of one connection (one reader thread at a time), merged at the end of a run.</summary>
+internal sealed class LatencyRecorder
+{
+    private readonly List<long> _ticks = [];
+
+    public void Record(long ticks)
+    {
+        lock (_ticks)
+        {
+            _ticks.Add(ticks);
+        }
+    }
+
+    public static (double P50, double P99, double Max, int Samples) Percentiles(IEnumerable<LatencyRecorder> recorders)
+    {
+        var all = new List<long>();
+        foreach (var r in recorders)
+        {
+            lock (r._ticks)
+            {
+                all.AddRange(r._ticks);
+            }
+        }
+        if (all.Count == 0)
+        {
+            return (double.NaN, double.NaN, double.NaN, 0);
+        }
+        all.Sort();
+        static double Ms(long t) => t * 1000.0 / Stopwatch.Frequency;
+        return (Ms(all[all.Count / 2]), Ms(all[Math.Min(all.Count - 1, (int)(all.Count * 0.99))]), Ms(all[^1]), all.Count);
     }
 }

@@ -1,4 +1,3 @@
-using System.Buffers.Text;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -8,74 +7,66 @@ namespace StateMesh.LoadTest;
 
 internal static class RecordScenarios
 {
-    private static string Machine => $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}";
-
     /// <summary>One writer patches path "t" of one record (the value is a send timestamp); S subscribers receive every PATCH.</summary>
     public static async Task<LoadResult> PatchFanoutAsync(LoadOptions o)
     {
         var name = "loadtest/record-" + Guid.NewGuid().ToString("N")[..8];
-        var latencies = new LatencyRecorder();
-        var measuring = 0;
+        var recorders = new List<LatencyRecorder>();
         var subscribers = new List<LoadConnection>();
         for (var i = 0; i < o.Subscribers; i++)
         {
-            var s = await LoadConnection.OpenAsync(o.Address, "sub" + i);
-            s.Counts = static m => m.Topic == Topic.Record && m.Action == (int)RecordAction.Patch;
+            var s = await LoadConnection.OpenAsync(o.Target, "sub" + i);
+            s.Counted = (Topic.Record, (int)RecordAction.Patch);
             if (i % 10 == 0)
             {
-                s.OnEvent = m =>
-                {
-                    if (Volatile.Read(ref measuring) == 1 && m.Data is { } d && Utf8Parser.TryParse(d.Span, out long sent, out _))
-                    {
-                        latencies.Record(Stopwatch.GetTimestamp() - sent);
-                    }
-                };
+                s.Latencies = new LatencyRecorder();
+                recorders.Add(s.Latencies);
             }
             await s.SubscribeRecordAsync(name);
             subscribers.Add(s);
         }
-        var writer = await LoadConnection.OpenAsync(o.Address, "writer");
+        var writer = await LoadConnection.OpenAsync(o.Target, "writer");
         var errors = 0;
         writer.OnOther = m => { if (m.IsError) { Interlocked.Increment(ref errors); } };
         var version = await writer.SubscribeRecordAsync(name);
         long published = 0;
         using var stop = new CancellationTokenSource();
-        long Delivered() => subscribers.Sum(s => Interlocked.Read(ref s.Delivered));
+        long Delivered() => subscribers.Sum(s => Volatile.Read(ref s.Delivered));
         var writing = Task.Run(async () =>
         {
+            var clock = Stopwatch.StartNew();
             while (!stop.IsCancellationRequested)
             {
-                if (Interlocked.Read(ref published) * o.Subscribers - Delivered() > (long)o.Window * o.Subscribers)
+                var n = o.Rate > 0
+                    ? (int)Math.Min((long)(clock.Elapsed.TotalSeconds * o.Rate) - Interlocked.Read(ref published), 1000)
+                    : Interlocked.Read(ref published) * o.Subscribers - Delivered() > (long)o.Window * o.Subscribers ? 0 : 20;
+                if (n <= 0)
                 {
                     await Task.Delay(1);
                     continue;
                 }
-                for (var k = 0; k < 20; k++)
+                for (var k = 0; k < n; k++)
                 {
                     var data = Encoding.UTF8.GetBytes(Stopwatch.GetTimestamp().ToString(CultureInfo.InvariantCulture));
                     writer.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.Patch, Name = name, Version = ++version, Path = "t", Data = data });
                 }
-                Interlocked.Add(ref published, 20);
+                Interlocked.Add(ref published, n);
                 await Task.Yield();
             }
         });
-        var (elapsed, p, d) = await MeasureAsync(o, () => Interlocked.Read(ref published), Delivered, () => Volatile.Write(ref measuring, 1));
-        Volatile.Write(ref measuring, 0);
+        var sampled = subscribers.Where(s => s.Latencies is not null).ToList();
+        var measured = await Measurement.RunAsync(o, () => Interlocked.Read(ref published), Delivered, on => sampled.ForEach(s => s.Sampling = on));
         await stop.CancelAsync();
         await writing;
         errors += subscribers.Count(s => s.Closed) + (writer.Closed ? 1 : 0);
-        foreach (var c in subscribers.Append(writer))
-        {
-            await c.DisposeAsync();
-        }
-        var (p50, p99, max) = latencies.Percentiles();
-        return new LoadResult("records", 1, o.Subscribers, 0, elapsed, p, d, p / elapsed, d / elapsed, p50, p99, max, errors, Machine);
+        await Task.WhenAll(subscribers.Append(writer).Select(c => c.DisposeAsync().AsTask()));
+        return measured.ToResult(o, "records", $"1→{o.Subscribers}", recorders, errors, o.Subscribers + 1);
     }
 
     /// <summary>W writers, each on its own record, each waiting for the durable acknowledgement before the next write.</summary>
     public static async Task<LoadResult> DurableWritesAsync(LoadOptions o)
     {
-        var latencies = new LatencyRecorder();
+        var recorder = new LatencyRecorder();
         var measuring = 0;
         long acknowledged = 0;
         var errors = 0;
@@ -84,7 +75,7 @@ internal static class RecordScenarios
         var run = Guid.NewGuid().ToString("N")[..8];
         for (var w = 0; w < o.Writers; w++)
         {
-            writers.Add(await LoadConnection.OpenAsync(o.Address, "writer" + w));
+            writers.Add(await LoadConnection.OpenAsync(o.Target, "writer" + w));
         }
         var padding = new string('x', Math.Max(0, o.Payload - 16));
         var loops = writers.Select((writer, w) => Task.Run(async () =>
@@ -121,33 +112,16 @@ internal static class RecordScenarios
                 Interlocked.Increment(ref acknowledged);
                 if (Volatile.Read(ref measuring) == 1)
                 {
-                    latencies.Record(Stopwatch.GetTimestamp() - started);
+                    recorder.Record(Stopwatch.GetTimestamp() - started);
                 }
             }
         })).ToArray();
-        var (elapsed, a, _) = await MeasureAsync(o, () => Interlocked.Read(ref acknowledged), () => Interlocked.Read(ref acknowledged), () => Volatile.Write(ref measuring, 1));
-        Volatile.Write(ref measuring, 0);
+        var measured = await Measurement.RunAsync(o, () => Interlocked.Read(ref acknowledged), () => Interlocked.Read(ref acknowledged),
+            on => Volatile.Write(ref measuring, on ? 1 : 0));
         await stop.CancelAsync();
         await Task.WhenAll(loops);
         errors += writers.Count(c => c.Closed);
-        foreach (var c in writers)
-        {
-            await c.DisposeAsync();
-        }
-        var (p50, p99, max) = latencies.Percentiles();
-        return new LoadResult($"durable ({o.Writers} writers)", o.Writers, 0, o.Payload, elapsed, a, a, a / elapsed, a / elapsed, p50, p99, max, errors, Machine);
-    }
-
-    /// <summary>Warm up, then count over the measured window.</summary>
-    private static async Task<(double Elapsed, long Published, long Delivered)> MeasureAsync(LoadOptions o, Func<long> published, Func<long> delivered, Action startMeasuring)
-    {
-        await Task.Delay(TimeSpan.FromSeconds(o.Warmup));
-        startMeasuring();
-        var p0 = published();
-        var d0 = delivered();
-        var clock = Stopwatch.StartNew();
-        await Task.Delay(TimeSpan.FromSeconds(o.Seconds));
-        var elapsed = clock.Elapsed.TotalSeconds;
-        return (elapsed, published() - p0, delivered() - d0);
+        await Task.WhenAll(writers.Select(c => c.DisposeAsync().AsTask()));
+        return measured.ToResult(o, "durable", $"{o.Writers} writers", [recorder], errors, o.Writers);
     }
 }

@@ -48,8 +48,13 @@ public static class StateMeshEndpointRouteBuilderExtensions
                 return;
             }
             var node = context.RequestServices.GetRequiredService<StateMeshNode>();
-            using var socket = await context.WebSockets.AcceptWebSocketAsync().ConfigureAwait(false);
             var remote = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
+            if (await WebSocketTransport.TryUpgradeAsync(context, node, codec, remote).ConfigureAwait(false))
+            {
+                return;
+            }
+            // Not an HTTP/1.1 upgrade (HTTP/2 WebSockets, test hosts): the framework's WebSocket.
+            using var socket = await context.WebSockets.AcceptWebSocketAsync().ConfigureAwait(false);
             await WebSocketTransport.RunAsync(socket, node, codec, remote, context.RequestAborted).ConfigureAwait(false);
         });
 }

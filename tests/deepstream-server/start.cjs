@@ -1,5 +1,6 @@
 // Starts the real deepstream server on 127.0.0.1:<port> with only the ws-binary endpoint (the built-in defaults would
-// also open MQTT on 0.0.0.0:1883). Prints READY when it listens. usage: node start.cjs <port>
+// also open MQTT on 0.0.0.0:1883). Prints READY when it listens. usage: node start.cjs <port> [open]
+// With "open" (the benchmarks), anyone may log in under any name, as with StateMesh.Server's defaults.
 const { Deepstream } = require('@deepstream/server')
 
 const port = Number(process.argv[2])
@@ -11,7 +12,7 @@ const server = new Deepstream({
   connectionEndpoints: [
     { type: 'ws-binary', options: { urlPath: '/deepstream', heartbeatInterval: 30000, maxAuthAttempts: 3, unauthenticatedClientTimeout: 180000 } },
   ],
-  auth: [{
+  auth: process.argv[3] === 'open' ? [{ type: 'none' }] : [{
     type: 'file',
     options: {
       users: {

@@ -1,6 +1,9 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.Pipelines;
 using System.Net.WebSockets;
+using System.Security.Cryptography;
+using System.Text;
 
 namespace StateMesh.Transport;
 
@@ -11,6 +14,10 @@ internal static class WebSocketClientTransport
 {
     public static async Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, CancellationToken cancellationToken)
     {
+        if (uri.Scheme == "ws")
+        {
+            return await ConnectFramedAsync(uri, maxMessageSize, cancellationToken).ConfigureAwait(false);
+        }
         var socket = new ClientWebSocket();
         try
         {
@@ -45,6 +52,67 @@ internal static class WebSocketClientTransport
             stop.Dispose();
         }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
         return client;
+    }
+
+    /// <summary>
+    /// ws:// without TLS: the upgrade request and RFC 6455 framing on a TCP connection's own pipes, batched per write
+    /// (ADR 0003). wss:// goes through <see cref="ClientWebSocket"/>.
+    /// </summary>
+    private static async Task<TransportConnection> ConnectFramedAsync(Uri uri, int maxMessageSize, CancellationToken cancellationToken)
+    {
+        var tcp = await TcpTransport.ConnectAsync(uri.Host, uri.Port, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var key = Convert.ToBase64String(RandomNumberGenerator.GetBytes(16));
+            var request = $"GET {uri.PathAndQuery} HTTP/1.1\r\nHost: {uri.Authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+                          $"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n";
+            await tcp.Output.WriteAsync(Encoding.ASCII.GetBytes(request), cancellationToken).ConfigureAwait(false);
+            var response = await ReadResponseHeadAsync(tcp.Input, cancellationToken).ConfigureAwait(false);
+            var lines = response.Split("\r\n");
+            if (!lines[0].StartsWith("HTTP/1.1 101", StringComparison.Ordinal))
+            {
+                throw new IOException($"{uri} refused the WebSocket upgrade: {lines[0]}");
+            }
+            var accept = lines.Select(l => l.Split(':', 2)).FirstOrDefault(p => p.Length == 2 && p[0].Trim().Equals("Sec-WebSocket-Accept", StringComparison.OrdinalIgnoreCase));
+            if (accept is null || accept[1].Trim() != WebSocketFraming.AcceptKey(key))
+            {
+                throw new IOException($"{uri} answered the WebSocket upgrade with a wrong Sec-WebSocket-Accept");
+            }
+        }
+        catch
+        {
+            await tcp.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        var (client, pump) = InMemoryTransport.CreatePair(uri.ToString(), transportName: "websocket");
+        var websocket = new WebSocketPump(tcp.Input, tcp.Output, pump, isClient: true, maxMessageSize);
+        _ = Task.Run(async () =>
+        {
+            await websocket.RunAsync().ConfigureAwait(false);
+            await tcp.DisposeAsync().ConfigureAwait(false);
+        }, CancellationToken.None);
+        return client;
+    }
+
+    private static async Task<string> ReadResponseHeadAsync(PipeReader input, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var reader = new SequenceReader<byte>(buffer);
+            if (reader.TryReadTo(out ReadOnlySequence<byte> head, "\r\n\r\n"u8))
+            {
+                var text = Encoding.ASCII.GetString(head);
+                input.AdvanceTo(reader.Position);
+                return text;
+            }
+            if (buffer.Length > 16 * 1024 || result.IsCompleted)
+            {
+                throw new IOException("the server closed or sent an oversized answer to the WebSocket upgrade");
+            }
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
     }
 
     /// <summary>

@@ -82,7 +82,7 @@ run() {
   shift 4
   RUN=$((RUN + 1))
   local json
-  json=$(printf '%s/%02d-%s-%s.json' "$RESULTS" "$RUN" "$scenario" "${label// /-}")
+  json=$(printf "%s/%02d-%s-%s.json" "$RESULTS" "$RUN" "$scenario" "$(echo "$label" | tr -cs "A-Za-z0-9" "-" | sed "s/-$//")")
   start_server "$server"
   local command=(StateMesh.LoadTest "$scenario" --target "$target" --label "$label" --seconds "$DURATION" --warmup "$WARMUP" "$@")
   echo "== $label: ${command[*]}"

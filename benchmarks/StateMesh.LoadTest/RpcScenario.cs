@@ -72,6 +72,11 @@ internal static class RpcScenario
                     {
                         Console.Error.WriteLine("first error: " + m);
                     }
+                    // A failed call frees its slot: the caller keeps its window full.
+                    if (m.CorrelationId is { } id && started.TryRemove(id, out _) && !self.Closed && Volatile.Read(ref measuring) >= 0)
+                    {
+                        Call();
+                    }
                 }
             };
             callers.Add(caller);

@@ -44,6 +44,7 @@ public static class StateMeshEndpointRouteBuilderExtensions
             if (!context.WebSockets.IsWebSocketRequest)
             {
                 context.Response.StatusCode = StatusCodes.Status426UpgradeRequired;
+                context.Response.Headers.SecWebSocketVersion = "13";
                 await context.Response.WriteAsync($"{path} is a WebSocket endpoint.", context.RequestAborted).ConfigureAwait(false);
                 return;
             }

@@ -32,14 +32,8 @@ internal static class WebSocketTransport
         {
             return false;
         }
+        // The caller checked IsWebSocketRequest: version 13 and a well-formed key.
         var key = headers.SecWebSocketKey.ToString();
-        if (headers.SecWebSocketVersion != "13" || key.Length == 0)
-        {
-            context.Response.StatusCode = StatusCodes.Status400BadRequest;
-            context.Response.Headers.SecWebSocketVersion = "13";
-            await context.Response.WriteAsync("A WebSocket upgrade needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.", context.RequestAborted).ConfigureAwait(false);
-            return true;
-        }
         context.Response.Headers.Connection = "Upgrade";
         context.Response.Headers.Upgrade = "websocket";
         context.Response.Headers.SecWebSocketAccept = WebSocketFraming.AcceptKey(key);

@@ -21,7 +21,7 @@ internal enum Wire
 /// <summary>A loopback address and the protocol spoken there.</summary>
 internal sealed record Endpoint(Uri Address, Wire Wire)
 {
-    public IMessageCodec Codec => Wire == Wire.Deepstream ? DeepstreamCodec.Instance : NativeCodec.Instance;
+    public IMessageCodec Codec => Wire switch { Wire.Deepstream => DeepstreamCodec.Instance, Wire.Relay => RelayCodec.Instance, _ => NativeCodec.Instance };
 
     public bool IsWebSocket => Address.Scheme is "ws";
 

@@ -107,6 +107,13 @@ internal sealed record LoadResult
     public string Machine { get; init; } = $"{Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}";
     public DateTime StartedUtc { get; init; } = DateTime.UtcNow;
 
+    /// <summary>NaN stands for "not measured" (no latency samples in idle, no CPU without a pid).</summary>
+    public static readonly System.Text.Json.JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
     public const string MarkdownHeader =
         "| target | scenario | shape | offered/s | delivered/s | node CPU µs/msg | node CPU | tool CPU | p50 ms | p99 ms | max ms | memory/conn | errors |\n" +
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|";

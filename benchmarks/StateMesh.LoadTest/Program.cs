@@ -46,7 +46,7 @@ try
     Console.WriteLine(result.ToMarkdownRow());
     if (options.JsonPath is not null)
     {
-        await File.WriteAllTextAsync(options.JsonPath, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+        await File.WriteAllTextAsync(options.JsonPath, JsonSerializer.Serialize(result, LoadResult.Json));
     }
     return result.Errors == 0 ? 0 : 1;
 }

@@ -123,3 +123,23 @@ internal static class Relay
         return Channels.TryGetValue(name, out var receivers) ? receivers : [];
     }
 }
+
+/// <summary>What the tool sends to the relay: each payload is one frame as it is, with no envelope.</summary>
+internal sealed class RelayCodec : StateMesh.Protocol.IMessageCodec
+{
+    public static RelayCodec Instance { get; } = new();
+
+    public string Name => "relay";
+
+    public int MaxMessagesPerFrame => 1;
+
+    public StateMesh.Protocol.CodecError? ParseFrame(ReadOnlySequence<byte> frame, List<StateMesh.Protocol.Message> messages) =>
+        throw new NotSupportedException("relay frames are counted, not parsed");
+
+    public void WriteMessage(StateMesh.Protocol.Message message, IBufferWriter<byte> output) =>
+        throw new NotSupportedException("the relay carries payloads, not messages");
+
+    public int GetFrameLength(ReadOnlySpan<ReadOnlyMemory<byte>> encodedMessages) => encodedMessages[0].Length;
+
+    public void WriteFrame(ReadOnlySpan<ReadOnlyMemory<byte>> encodedMessages, IBufferWriter<byte> output) => output.Write(encodedMessages[0].Span);
+}

@@ -44,7 +44,7 @@ internal static class Report
             throw new ArgumentException("report needs --in <directory of results> --markdown <file> --chart <png>");
         }
         var results = Directory.GetFiles(input, "*.json").Order(StringComparer.Ordinal)
-            .Select(f => JsonSerializer.Deserialize<LoadResult>(File.ReadAllText(f))!)
+            .Select(f => JsonSerializer.Deserialize<LoadResult>(File.ReadAllText(f), LoadResult.Json)!)
             .ToList();
         var ratios = Ratios(results);
         await File.WriteAllTextAsync(markdown, Markdown(results, ratios, Path.GetFileName(chart)));

@@ -27,20 +27,21 @@ public sealed class DeepstreamCodec : IMessageCodec
 
     // ---------- writing ----------
 
+    // The topic message is written to a per-thread scratch buffer first: the envelope needs its length.
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_inner;
+
     /// <inheritdoc />
     public void WriteMessage(Message message, IBufferWriter<byte> output)
     {
-        var inner = EncodeTopicMessage(message);
-        var size = CodedOutputStream.ComputeTagSize(2) + CodedOutputStream.ComputeEnumSize((int)message.Topic)
-            + CodedOutputStream.ComputeTagSize(3) + CodedOutputStream.ComputeBytesSize(UnsafeByteOperations.UnsafeWrap(inner));
-        var buffer = new byte[size];
-        var stream = new CodedOutputStream(buffer);
-        stream.WriteTag(2, WireFormat.WireType.Varint);
-        stream.WriteEnum((int)message.Topic);
-        stream.WriteTag(3, WireFormat.WireType.LengthDelimited);
-        stream.WriteBytes(UnsafeByteOperations.UnsafeWrap(inner));
-        stream.CheckNoSpaceLeft();
-        output.Write(buffer);
+        var inner = t_inner ??= new ArrayBufferWriter<byte>(1024);
+        inner.ResetWrittenCount();
+        EncodeTopicMessage(message, new FieldWriter(inner));
+        new FieldWriter(output).Int(2, (int)message.Topic).Bytes(3, inner.WrittenMemory);
+        if (inner.Capacity > 64 * 1024)
+        {
+            t_inner = null; // do not keep a large message's buffer per thread
+        }
     }
 
     /// <inheritdoc />
@@ -49,7 +50,7 @@ public sealed class DeepstreamCodec : IMessageCodec
         var length = 0;
         foreach (var m in encodedMessages)
         {
-            length += CodedOutputStream.ComputeLengthSize(m.Length) + m.Length;
+            length += FieldWriter.VarintSize((uint)m.Length) + m.Length;
         }
         return length;
     }
@@ -57,19 +58,16 @@ public sealed class DeepstreamCodec : IMessageCodec
     /// <inheritdoc />
     public void WriteFrame(ReadOnlySpan<ReadOnlyMemory<byte>> encodedMessages, IBufferWriter<byte> output)
     {
+        var w = new FieldWriter(output);
         foreach (var m in encodedMessages)
         {
-            var prefix = new byte[CodedOutputStream.ComputeLengthSize(m.Length)];
-            var stream = new CodedOutputStream(prefix);
-            stream.WriteLength(m.Length);
-            output.Write(prefix);
+            w.Varint((uint)m.Length);
             output.Write(m.Span);
         }
     }
 
-    private static byte[] EncodeTopicMessage(Message m)
+    private static void EncodeTopicMessage(Message m, FieldWriter w)
     {
-        var w = new FieldWriter();
         var isRecordBroadcast = m.Topic == Topic.Record && m.Action is (int)RecordAction.Update or (int)RecordAction.Patch && m.CorrelationId is null;
         switch (m.Topic)
         {
@@ -105,23 +103,17 @@ public sealed class DeepstreamCodec : IMessageCodec
                 w.Int(1, m.Action);
                 break;
         }
-        return w.ToArray();
     }
 
-    /// <summary>Writes fields in ascending order, only those present.</summary>
-    private sealed class FieldWriter
+    /// <summary>Writes protobuf fields in ascending order, only those present, straight into the output.</summary>
+    private readonly struct FieldWriter(IBufferWriter<byte> output)
     {
-        private readonly MemoryStream _buffer = new();
-        private readonly CodedOutputStream _out;
-
-        public FieldWriter() => _out = new CodedOutputStream(_buffer, leaveOpen: true);
-
         public FieldWriter Int(int field, int? value)
         {
             if (value is { } v)
             {
-                _out.WriteTag(field, WireFormat.WireType.Varint);
-                _out.WriteInt32(v);
+                Tag(field, 0);
+                Varint((ulong)(long)v); // a negative int32 is sign-extended to ten bytes, as protobuf does
             }
             return this;
         }
@@ -130,8 +122,8 @@ public sealed class DeepstreamCodec : IMessageCodec
 
         public FieldWriter BoolAlways(int field, bool value)
         {
-            _out.WriteTag(field, WireFormat.WireType.Varint);
-            _out.WriteBool(value);
+            Tag(field, 0);
+            Varint(value ? 1u : 0u);
             return this;
         }
 
@@ -139,8 +131,12 @@ public sealed class DeepstreamCodec : IMessageCodec
         {
             if (value is not null)
             {
-                _out.WriteTag(field, WireFormat.WireType.LengthDelimited);
-                _out.WriteString(value);
+                Tag(field, 2);
+                var length = Encoding.UTF8.GetByteCount(value);
+                Varint((uint)length);
+                var span = output.GetSpan(length);
+                Encoding.UTF8.GetBytes(value, span);
+                output.Advance(length);
             }
             return this;
         }
@@ -149,8 +145,9 @@ public sealed class DeepstreamCodec : IMessageCodec
         {
             if (value is { } v)
             {
-                _out.WriteTag(field, WireFormat.WireType.LengthDelimited);
-                _out.WriteBytes(UnsafeByteOperations.UnsafeWrap(v));
+                Tag(field, 2);
+                Varint((uint)v.Length);
+                output.Write(v.Span);
             }
             return this;
         }
@@ -166,19 +163,45 @@ public sealed class DeepstreamCodec : IMessageCodec
 
         public FieldWriter Versions(int field, IReadOnlyDictionary<string, int>? versions)
         {
-            foreach (var (key, value) in versions ?? new Dictionary<string, int>())
+            if (versions is null)
             {
-                var entry = new FieldWriter().Str(1, key).Int(2, value).ToArray();
-                _out.WriteTag(field, WireFormat.WireType.LengthDelimited);
-                _out.WriteBytes(UnsafeByteOperations.UnsafeWrap(entry));
+                return this;
+            }
+            foreach (var (key, value) in versions)
+            {
+                // A map entry is a nested message { 1: key, 2: value }.
+                var keyLength = Encoding.UTF8.GetByteCount(key);
+                Tag(field, 2);
+                Varint((uint)(1 + VarintSize((uint)keyLength) + keyLength + 1 + VarintSize((ulong)(long)value)));
+                Str(1, key).Int(2, value);
             }
             return this;
         }
 
-        public byte[] ToArray()
+        private void Tag(int field, int wireType) => Varint((uint)((field << 3) | wireType));
+
+        public void Varint(ulong value)
         {
-            _out.Flush();
-            return _buffer.ToArray();
+            var span = output.GetSpan(10);
+            var i = 0;
+            while (value >= 0x80)
+            {
+                span[i++] = (byte)(value | 0x80);
+                value >>= 7;
+            }
+            span[i++] = (byte)value;
+            output.Advance(i);
+        }
+
+        public static int VarintSize(ulong value)
+        {
+            var size = 1;
+            while (value >= 0x80)
+            {
+                value >>= 7;
+                size++;
+            }
+            return size;
         }
     }
 

@@ -122,7 +122,7 @@ internal sealed class LoadConnection : IAsyncDisposable
 
     private void Enqueue(ReadOnlyMemory<byte> encoded)
     {
-        if (!_outbound.TryEnqueue(encoded))
+        if (!_outbound.TryEnqueue(encoded) && !_disposing)
         {
             throw new InvalidOperationException("the connection is closed");
         }
@@ -266,8 +266,11 @@ internal sealed class LoadConnection : IAsyncDisposable
         return false;
     }
 
+    private volatile bool _disposing;
+
     public async ValueTask DisposeAsync()
     {
+        _disposing = true; // replies still arriving from the node are dropped, not thrown
         _outbound.Complete();
         await _writer.ConfigureAwait(false);
         _transport.Input.CancelPendingRead();

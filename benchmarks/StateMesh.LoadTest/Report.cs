@@ -88,14 +88,17 @@ internal static class Report
         static string X(double? v) => v is { } x && !double.IsNaN(x) ? x.ToString("F2", CultureInfo.InvariantCulture) + "×" : "";
         var md = new StringBuilder();
         md.AppendLine("### StateMesh against deepstream 7.0.2 (higher is better)").AppendLine();
-        md.AppendLine("| scenario | shape | offered/s | StateMesh endpoint | delivered/s | CPU per message | p99 at equal load | memory/connection | of bare relay | target | met |");
+        md.AppendLine("| scenario | shape | offered/s | StateMesh endpoint | delivered/s | CPU per message | p99 at equal load | memory/connection | against the bare relay | target | met |");
         md.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in ratios)
         {
             var target = TargetFor(r);
             var figure = target.Figure(r);
             var offered = r.Ours.OfferedPerSecond > 0 ? r.Ours.OfferedPerSecond.ToString("N0", CultureInfo.InvariantCulture) : "max";
-            var relay = r.OfRelay is { } f ? f.ToString("P0", CultureInfo.InvariantCulture) : "";
+            // Closed loop: the share of the relay's throughput. Open loop: the relay's p99, the floor of this tool and machine.
+            var relay = r.Relay is null ? ""
+                : r.Ours.OfferedPerSecond > 0 ? $"p99 {r.Relay.LatencyP99Ms.ToString("F2", CultureInfo.InvariantCulture)} ms vs {r.Ours.LatencyP99Ms.ToString("F2", CultureInfo.InvariantCulture)} ms"
+                : r.OfRelay is { } f ? f.ToString("P0", CultureInfo.InvariantCulture) : "";
             md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Ours.Scenario} | {r.Ours.Shape} | {offered} | {r.Ours.Label} | {X(r.Throughput)} | {X(r.Cpu)} | {X(r.P99)} | {X(r.Memory)} | {relay} | {target.Text} | {(figure >= target.Goal ? "yes" : "**no**")} ({X(figure)}) |");
         }
         md.AppendLine().AppendLine($"![StateMesh against deepstream]({chartFile})").AppendLine();

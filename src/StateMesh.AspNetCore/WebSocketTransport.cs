@@ -16,8 +16,9 @@ namespace StateMesh.AspNetCore;
 /// </summary>
 internal static class WebSocketTransport
 {
-    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true);
-    private static readonly StreamPipeWriterOptions WriterOptions = new(minimumBufferSize: 16 * 1024, leaveOpen: true);
+    // Zero-byte reads: an idle connection waits for data before it rents a read buffer.
+    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true, useZeroByteReads: true);
+    private static readonly StreamPipeWriterOptions WriterOptions = new(minimumBufferSize: 4096, leaveOpen: true);
 
     /// <summary>
     /// Answers an HTTP/1.1 WebSocket upgrade itself and speaks RFC 6455 framing on the upgraded connection, so that
@@ -37,7 +38,7 @@ internal static class WebSocketTransport
         context.Response.Headers.Connection = "Upgrade";
         context.Response.Headers.Upgrade = "websocket";
         context.Response.Headers.SecWebSocketAccept = WebSocketFraming.AcceptKey(key);
-        var stream = await upgrade.UpgradeAsync().ConfigureAwait(false);
+        await using var stream = await upgrade.UpgradeAsync().ConfigureAwait(false);
         var (pump, session) = InMemoryTransport.CreatePair(remoteAddress, transportName: "websocket");
         var rawInput = PipeReader.Create(stream, ReaderOptions);
         var rawOutput = PipeWriter.Create(stream, WriterOptions);
@@ -49,7 +50,6 @@ internal static class WebSocketTransport
             return true;
         }
         await websocket.RunAsync().ConfigureAwait(false);
-        await stream.DisposeAsync().ConfigureAwait(false);
         return true;
     }
 

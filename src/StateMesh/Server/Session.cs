@@ -63,10 +63,18 @@ internal sealed class Session
     public bool CountsForPresence => _state == SessionState.Open && UserId is { } id && id != OpenAuthenticationHandler.AnonymousId && _transport.TrustedUserId is null;
 
     /// <summary>RPC names this session provides.</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<string, byte> RpcProvides { get; } = new(StringComparer.Ordinal);
+    public System.Collections.Concurrent.ConcurrentDictionary<string, byte> RpcProvides =>
+        _rpcProvides ?? LazyInitializer.EnsureInitialized(ref _rpcProvides, static () => new(StringComparer.Ordinal));
+
+    // The per-session sets are created on first use: most connections never provide, listen or subscribe to records,
+    // and an idle connection should cost as little memory as it can.
+    private System.Collections.Concurrent.ConcurrentDictionary<string, byte>? _rpcProvides;
+    private System.Collections.Concurrent.ConcurrentDictionary<(Topic Topic, string Pattern), byte>? _listenPatterns;
+    private System.Collections.Concurrent.ConcurrentDictionary<string, byte>? _recordSubscriptions;
 
     /// <summary>Listen patterns this session registered, per topic.</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<(Topic Topic, string Pattern), byte> ListenPatterns { get; } = new();
+    public System.Collections.Concurrent.ConcurrentDictionary<(Topic Topic, string Pattern), byte> ListenPatterns =>
+        _listenPatterns ?? LazyInitializer.EnsureInitialized(ref _listenPatterns, static () => new());
 
     /// <summary>Set when presence counted this connection (so that its close is counted too).</summary>
     public bool CountedForPresence { get; set; }
@@ -83,7 +91,8 @@ internal sealed class Session
     public HashSet<string> EventSubscriptions { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Record names this session subscribes to; other sessions change it too (a delete unsubscribes everyone).</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<string, byte> RecordSubscriptions { get; } = new(StringComparer.Ordinal);
+    public System.Collections.Concurrent.ConcurrentDictionary<string, byte> RecordSubscriptions =>
+        _recordSubscriptions ?? LazyInitializer.EnsureInitialized(ref _recordSubscriptions, static () => new(StringComparer.Ordinal));
 
     public Task Completion => _completed.Task;
 

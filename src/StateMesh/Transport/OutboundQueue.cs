@@ -75,10 +75,11 @@ internal sealed class OutboundQueue
     {
         var reader = _channel.Reader;
         var perFrame = Math.Min(_codec.MaxMessagesPerFrame, 1024);
-        var batch = new ReadOnlyMemory<byte>[perFrame];
         long frames = 0;
         while (_carried is not null || await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
         {
+            // Rented per drain and returned before the next wait: an idle connection holds no batch array.
+            var batch = ArrayPool<ReadOnlyMemory<byte>>.Shared.Rent(perFrame);
             var unflushed = 0;
             var messages = 0;
             while (unflushed < MaxUnflushedBytes)
@@ -122,6 +123,7 @@ internal sealed class OutboundQueue
                 messages += count;
                 frames++;
             }
+            ArrayPool<ReadOnlyMemory<byte>>.Shared.Return(batch);
             var result = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
             onMessagesWritten?.Invoke(messages);
             if (result.IsCompleted || result.IsCanceled)

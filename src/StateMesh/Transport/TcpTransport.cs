@@ -6,7 +6,8 @@ namespace StateMesh.Transport;
 
 internal static class TcpTransport
 {
-    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true);
+    // Zero-byte reads: an idle connection waits for data before it rents a read buffer.
+    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true, useZeroByteReads: true);
     private static readonly StreamPipeWriterOptions WriterOptions = new(minimumBufferSize: 16 * 1024, leaveOpen: true);
 
     public static TransportConnection FromSocket(Socket socket, string address)

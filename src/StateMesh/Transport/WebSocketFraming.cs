@@ -218,7 +218,7 @@ internal sealed class WebSocketPump
 
     private async Task ReceiveAsync()
     {
-        var message = new ArrayBufferWriter<byte>(1024);
+        ArrayBufferWriter<byte>? message = null; // only fragmented messages need it
         var fragmented = false;
         try
         {
@@ -255,6 +255,7 @@ internal sealed class WebSocketPump
                             break;
                         case WebSocketFraming.Binary when !fragmented:
                         case WebSocketFraming.Continuation when fragmented:
+                            message ??= new ArrayBufferWriter<byte>(1024);
                             if (message.WrittenCount + payload.Length > _maxMessageSize)
                             {
                                 await FailAsync(MessageTooBig, $"messages are limited to {_maxMessageSize} bytes").ConfigureAwait(false);

@@ -39,9 +39,16 @@ internal static class WebSocketTransport
         context.Response.Headers.Upgrade = "websocket";
         context.Response.Headers.SecWebSocketAccept = WebSocketFraming.AcceptKey(key);
         await using var stream = await upgrade.UpgradeAsync().ConfigureAwait(false);
-        var (pump, session) = InMemoryTransport.CreatePair(remoteAddress, transportName: "websocket");
         var rawInput = PipeReader.Create(stream, ReaderOptions);
         var rawOutput = PipeWriter.Create(stream, WriterOptions);
+        // Inbound: the pump turns WebSocket messages into frames of an in-memory pipe that the session reads.
+        // Outbound: the session writes WebSocket frames to the connection itself, batched per flush.
+        var (pump, inbound) = InMemoryTransport.CreatePair(remoteAddress, transportName: "websocket");
+        var outputDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var session = new TransportConnection(inbound.Input, new SessionOutput(rawOutput, outputDone), remoteAddress, "websocket")
+        {
+            WriteFrameHeader = WebSocketFraming.WriteServerBinaryHeader,
+        };
         var websocket = new WebSocketPump(rawInput, rawOutput, pump, isClient: false, node.Options.MaxMessageSize);
         if (!node.Accept(session, codec))
         {
@@ -49,7 +56,7 @@ internal static class WebSocketTransport
             await rawOutput.FlushAsync().ConfigureAwait(false);
             return true;
         }
-        await websocket.RunAsync().ConfigureAwait(false);
+        await websocket.RunServerAsync(session, outputDone.Task).ConfigureAwait(false);
         return true;
     }
 
@@ -105,4 +112,27 @@ internal static class WebSocketTransport
         {
         }
     }
+}
+
+/// <summary>
+/// The connection's output as the session sees it: writes go straight through; completing it only tells the pump that
+/// the session has stopped writing, so that the close frame can follow.
+/// </summary>
+internal sealed class SessionOutput(PipeWriter inner, TaskCompletionSource done) : PipeWriter
+{
+    public override void Advance(int bytes) => inner.Advance(bytes);
+
+    public override Memory<byte> GetMemory(int sizeHint = 0) => inner.GetMemory(sizeHint);
+
+    public override Span<byte> GetSpan(int sizeHint = 0) => inner.GetSpan(sizeHint);
+
+    public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
+
+    public override void CancelPendingFlush() => inner.CancelPendingFlush();
+
+    public override bool CanGetUnflushedBytes => inner.CanGetUnflushedBytes;
+
+    public override long UnflushedBytes => inner.UnflushedBytes;
+
+    public override void Complete(Exception? exception = null) => done.TrySetResult();
 }

@@ -104,6 +104,7 @@ internal sealed class Session
         var options = _node.Options;
         _authTimer = _node.Time.CreateTimer(static s => ((Session)s!).OnAuthTimeout(), this, options.UnauthenticatedTimeout, Timeout.InfiniteTimeSpan);
         _heartbeatTimer = _node.Time.CreateTimer(static s => ((Session)s!).OnHeartbeatCheck(), this, options.HeartbeatInterval, options.HeartbeatInterval);
+        _transport.ControlSink = _outbound.TryEnqueueRaw;
         var writer = RunWriterAsync();
         try
         {
@@ -153,7 +154,7 @@ internal sealed class Session
     {
         try
         {
-            await _outbound.RunWriterAsync(_transport.Output, _node.CountSent, _abort.Token).ConfigureAwait(false);
+            await _outbound.RunWriterAsync(_transport.Output, _node.CountSent, _abort.Token, _transport.WriteFrameHeader).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
         {

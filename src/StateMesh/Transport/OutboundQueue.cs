@@ -18,6 +18,7 @@ internal sealed class OutboundQueue
     private readonly long _maxBytes;
     private long _queuedBytes;
     private ReadOnlyMemory<byte>? _carried;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<ReadOnlyMemory<byte>> _raw = new();
 
     /// <param name="codec">Encodes the frames.</param>
     /// <param name="capacity">Most messages queued.</param>
@@ -57,6 +58,16 @@ internal sealed class OutboundQueue
     }
 
     /// <summary>Waits for room; for clients, where the writer is the application and may wait.</summary>
+    /// <summary>
+    /// Queues bytes the writer sends as they are, after what is queued before them (a transport's control frame). An
+    /// empty item in the channel marks their place.
+    /// </summary>
+    public bool TryEnqueueRaw(ReadOnlyMemory<byte> bytes)
+    {
+        _raw.Enqueue(bytes);
+        return _channel.Writer.TryWrite(ReadOnlyMemory<byte>.Empty);
+    }
+
     public ValueTask EnqueueAsync(ReadOnlyMemory<byte> encodedMessage, CancellationToken cancellationToken) =>
         _channel.Writer.WriteAsync(encodedMessage, cancellationToken);
 
@@ -71,8 +82,9 @@ internal sealed class OutboundQueue
     }
 
     /// <summary>Drains the queue into <paramref name="output"/> until completed or cancelled. Returns the number of frames written.</summary>
-    public async Task<long> RunWriterAsync(PipeWriter output, Action<int>? onMessagesWritten, CancellationToken cancellationToken)
+    public async Task<long> RunWriterAsync(PipeWriter output, Action<int>? onMessagesWritten, CancellationToken cancellationToken, Action<IBufferWriter<byte>, int>? writeFrameHeader = null)
     {
+        writeFrameHeader ??= Framing.WriteHeader;
         var reader = _channel.Reader;
         var perFrame = Math.Min(_codec.MaxMessagesPerFrame, 1024);
         long frames = 0;
@@ -103,10 +115,20 @@ internal sealed class OutboundQueue
                     {
                         Interlocked.Add(ref _queuedBytes, -item.Length);
                     }
-                    if (count > 0 && bytes + item.Length > MaxFrameBytes)
+                    if (count > 0 && (bytes + item.Length > MaxFrameBytes || item.IsEmpty))
                     {
                         _carried = item;
                         break;
+                    }
+                    if (item.IsEmpty)
+                    {
+                        // A control item's place: what was queued before it is written, so it goes out now.
+                        if (_raw.TryDequeue(out var raw))
+                        {
+                            output.Write(raw.Span);
+                            unflushed += raw.Length;
+                        }
+                        continue;
                     }
                     batch[count++] = item;
                     bytes += item.Length;
@@ -116,7 +138,7 @@ internal sealed class OutboundQueue
                     break;
                 }
                 var span = batch.AsSpan(0, count);
-                Framing.WriteHeader(output, _codec.GetFrameLength(span));
+                writeFrameHeader(output, _codec.GetFrameLength(span));
                 _codec.WriteFrame(span, output);
                 span.Clear();
                 unflushed += bytes;

@@ -28,6 +28,18 @@ internal sealed class TransportConnection : IAsyncDisposable
     /// <summary>Set only for the node's own in-process client: the user id it is logged in as, without a password.</summary>
     public string? TrustedUserId { get; init; }
 
+    /// <summary>
+    /// Writes the header of one outgoing frame of the given length: the 4-byte length by default; the RFC 6455 header
+    /// when <see cref="Output"/> is a node's WebSocket connection itself (ADR 0003).
+    /// </summary>
+    public Action<System.Buffers.IBufferWriter<byte>, int> WriteFrameHeader { get; init; } = Framing.WriteHeader;
+
+    /// <summary>
+    /// Set by the session that owns <see cref="Output"/>: queues bytes the transport must send in order with the
+    /// session's frames, written as they are (a WebSocket pong). False when the session no longer sends.
+    /// </summary>
+    public Func<ReadOnlyMemory<byte>, bool>? ControlSink { get; set; }
+
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1)

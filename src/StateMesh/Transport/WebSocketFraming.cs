@@ -91,6 +91,40 @@ internal static class WebSocketFraming
         return ReadStatus.Frame;
     }
 
+    /// <summary>The header of an unmasked, final binary frame: what a node writes before each message (ADR 0003).</summary>
+    public static void WriteServerBinaryHeader(IBufferWriter<byte> output, int length)
+    {
+        var span = output.GetSpan(10);
+        span[0] = 0x80 | Binary;
+        int at;
+        if (length < 126)
+        {
+            span[1] = (byte)length;
+            at = 2;
+        }
+        else if (length <= ushort.MaxValue)
+        {
+            span[1] = 126;
+            BinaryPrimitives.WriteUInt16BigEndian(span[2..], (ushort)length);
+            at = 4;
+        }
+        else
+        {
+            span[1] = 127;
+            BinaryPrimitives.WriteUInt64BigEndian(span[2..], (ulong)length);
+            at = 10;
+        }
+        output.Advance(at);
+    }
+
+    /// <summary>A whole frame as bytes (control frames, which are small).</summary>
+    public static byte[] Frame(byte opcode, ReadOnlySequence<byte> payload, uint? maskKey)
+    {
+        var output = new ArrayBufferWriter<byte>((int)payload.Length + 14);
+        WriteFrame(output, opcode, payload, maskKey);
+        return output.WrittenSpan.ToArray();
+    }
+
     /// <summary>Writes a whole frame; <paramref name="maskKey"/> is set on frames a client sends.</summary>
     public static void WriteFrame(IBufferWriter<byte> output, byte opcode, ReadOnlySequence<byte> payload, uint? maskKey)
     {
@@ -165,8 +199,9 @@ internal static class WebSocketFraming
 
 /// <summary>
 /// Connects a WebSocket on raw pipes to a length-prefixed frame stream: each binary message becomes one frame of
-/// <c>pump</c>'s output, each frame read from <c>pump</c>'s input goes out as one binary message. Both directions
-/// batch: all frames that are ready are written before one flush.
+/// <c>pump</c>'s output; all messages of one read reach it with one flush. A client (<see cref="RunAsync"/>) also pumps
+/// the other way: each frame read from <c>pump</c>'s input goes out as one binary message, all that are ready before one
+/// flush. A node (<see cref="RunServerAsync"/>) lets its session write WebSocket frames to the connection itself.
 /// </summary>
 internal sealed class WebSocketPump
 {
@@ -179,6 +214,8 @@ internal sealed class WebSocketPump
     private readonly int _maxMessageSize;
     private readonly SemaphoreSlim _writeGate = new(1, 1);
     private bool _closeSent;
+    private TransportConnection? _session;
+    private string _closeReason = "";
 
     public WebSocketPump(PipeReader rawInput, PipeWriter rawOutput, TransportConnection pump, bool isClient, int maxMessageSize)
     {
@@ -210,6 +247,29 @@ internal sealed class WebSocketPump
         }
         await _pump.DisposeAsync().ConfigureAwait(false);
         await Task.WhenAny(outbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+        _rawInput.CancelPendingRead();
+        await Task.WhenAny(inbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+        await _rawOutput.CompleteAsync().ConfigureAwait(false);
+        await _rawInput.CompleteAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The node side: <paramref name="session"/> writes its frames straight to the connection (its header writer makes
+    /// them WebSocket frames) and completes <paramref name="sessionOutputDone"/> when it stops; this reads the peer's
+    /// frames, answers pings through the session's queue, and ends with the close handshake.
+    /// </summary>
+    public async Task RunServerAsync(TransportConnection session, Task sessionOutputDone)
+    {
+        _session = session;
+        var inbound = Task.Run(ReceiveAsync);
+        if (await Task.WhenAny(inbound, sessionOutputDone).ConfigureAwait(false) == inbound)
+        {
+            // The peer closed, or broke the protocol: the session sees its input end and stops writing.
+            await Task.WhenAny(sessionOutputDone, Task.Delay(TimeSpan.FromSeconds(10))).ConfigureAwait(false);
+        }
+        // The session no longer writes: the close frame is the last thing on the wire.
+        await SendCloseAsync(CloseStatus ?? NormalClosure, _closeReason).ConfigureAwait(false);
+        await _pump.DisposeAsync().ConfigureAwait(false);
         _rawInput.CancelPendingRead();
         await Task.WhenAny(inbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
         await _rawOutput.CompleteAsync().ConfigureAwait(false);
@@ -279,6 +339,10 @@ internal sealed class WebSocketPump
                         case WebSocketFraming.Text:
                             await FailAsync(UnsupportedData, "binary frames only").ConfigureAwait(false);
                             return;
+                        case WebSocketFraming.Ping when _session is not null:
+                            // The session owns the connection's output: the pong takes its place in the session's queue.
+                            _session.ControlSink?.Invoke(WebSocketFraming.Frame(WebSocketFraming.Pong, Unmasked(payload, header), null));
+                            break;
                         case WebSocketFraming.Ping:
                             await WriteControlAsync(WebSocketFraming.Pong, Unmasked(payload, header)).ConfigureAwait(false);
                             break;
@@ -343,7 +407,12 @@ internal sealed class WebSocketPump
     private async Task FailAsync(ushort status, string reason)
     {
         CloseStatus = status;
-        await SendCloseAsync(status, reason).ConfigureAwait(false);
+        _closeReason = reason;
+        if (_session is null)
+        {
+            await SendCloseAsync(status, reason).ConfigureAwait(false);
+        }
+        // A node closes once its session has stopped writing (RunServerAsync).
     }
 
     private async Task SendAsync()

@@ -19,6 +19,7 @@ internal static class WebSocketTransport
     // Zero-byte reads: an idle connection waits for data before it rents a read buffer.
     private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true, useZeroByteReads: true);
     private static readonly StreamPipeWriterOptions WriterOptions = new(minimumBufferSize: 4096, leaveOpen: true);
+    private static readonly PipeOptions InboundOptions = new(pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false);
 
     /// <summary>
     /// Answers an HTTP/1.1 WebSocket upgrade itself and speaks RFC 6455 framing on the upgraded connection, so that
@@ -43,13 +44,13 @@ internal static class WebSocketTransport
         var rawOutput = PipeWriter.Create(stream, WriterOptions);
         // Inbound: the pump turns WebSocket messages into frames of an in-memory pipe that the session reads.
         // Outbound: the session writes WebSocket frames to the connection itself, batched per flush.
-        var (pump, inbound) = InMemoryTransport.CreatePair(remoteAddress, transportName: "websocket");
+        var inbound = new Pipe(InboundOptions);
         var outputDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var session = new TransportConnection(inbound.Input, new SessionOutput(rawOutput, outputDone), remoteAddress, "websocket")
+        var session = new TransportConnection(inbound.Reader, new SessionOutput(rawOutput, outputDone), remoteAddress, "websocket")
         {
             WriteFrameHeader = WebSocketFraming.WriteServerBinaryHeader,
         };
-        var websocket = new WebSocketPump(rawInput, rawOutput, pump, isClient: false, node.Options.MaxMessageSize);
+        var websocket = new WebSocketPump(rawInput, rawOutput, inbound.Writer, messagesOut: null, isClient: false, node.Options.MaxMessageSize);
         if (!node.Accept(session, codec))
         {
             WebSocketFraming.WriteFrame(rawOutput, WebSocketFraming.Close, WebSocketFraming.ClosePayload(1001, "the node is stopping"), null);

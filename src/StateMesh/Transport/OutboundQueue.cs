@@ -18,7 +18,8 @@ internal sealed class OutboundQueue
     private readonly long _maxBytes;
     private long _queuedBytes;
     private ReadOnlyMemory<byte>? _carried;
-    private readonly System.Collections.Concurrent.ConcurrentQueue<ReadOnlyMemory<byte>> _raw = new();
+    // Created on the first control item: most connections never have one, and an empty ConcurrentQueue costs 1 KB.
+    private System.Collections.Concurrent.ConcurrentQueue<ReadOnlyMemory<byte>>? _raw;
 
     /// <param name="codec">Encodes the frames.</param>
     /// <param name="capacity">Most messages queued.</param>
@@ -64,7 +65,7 @@ internal sealed class OutboundQueue
     /// </summary>
     public bool TryEnqueueRaw(ReadOnlyMemory<byte> bytes)
     {
-        _raw.Enqueue(bytes);
+        LazyInitializer.EnsureInitialized(ref _raw).Enqueue(bytes);
         return _channel.Writer.TryWrite(ReadOnlyMemory<byte>.Empty);
     }
 
@@ -123,7 +124,7 @@ internal sealed class OutboundQueue
                     if (item.IsEmpty)
                     {
                         // A control item's place: what was queued before it is written, so it goes out now.
-                        if (_raw.TryDequeue(out var raw))
+                        if (_raw?.TryDequeue(out var raw) == true)
                         {
                             output.Write(raw.Span);
                             unflushed += raw.Length;

@@ -85,7 +85,7 @@ internal static class WebSocketClientTransport
             throw;
         }
         var (client, pump) = InMemoryTransport.CreatePair(uri.ToString(), transportName: "websocket");
-        var websocket = new WebSocketPump(tcp.Input, tcp.Output, pump, isClient: true, maxMessageSize);
+        var websocket = new WebSocketPump(tcp.Input, tcp.Output, pump.Output, pump.Input, isClient: true, maxMessageSize);
         _ = Task.Run(async () =>
         {
             await websocket.RunAsync().ConfigureAwait(false);

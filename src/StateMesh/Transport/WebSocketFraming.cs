@@ -209,7 +209,8 @@ internal sealed class WebSocketPump
 
     private readonly PipeReader _rawInput;
     private readonly PipeWriter _rawOutput;
-    private readonly TransportConnection _pump;
+    private readonly PipeWriter _messagesIn;
+    private readonly PipeReader? _messagesOut;
     private readonly bool _isClient;
     private readonly int _maxMessageSize;
     private readonly SemaphoreSlim _writeGate = new(1, 1);
@@ -217,11 +218,18 @@ internal sealed class WebSocketPump
     private TransportConnection? _session;
     private string _closeReason = "";
 
-    public WebSocketPump(PipeReader rawInput, PipeWriter rawOutput, TransportConnection pump, bool isClient, int maxMessageSize)
+    /// <param name="rawInput">The connection's bytes in.</param>
+    /// <param name="rawOutput">The connection's bytes out.</param>
+    /// <param name="messagesIn">Where received messages go, each a length-prefixed frame.</param>
+    /// <param name="messagesOut">A client's length-prefixed frames to send; a node's session writes for itself.</param>
+    /// <param name="isClient">Clients mask what they send; nodes require masked frames.</param>
+    /// <param name="maxMessageSize">Larger messages close the connection (1009).</param>
+    public WebSocketPump(PipeReader rawInput, PipeWriter rawOutput, PipeWriter messagesIn, PipeReader? messagesOut, bool isClient, int maxMessageSize)
     {
         _rawInput = rawInput;
         _rawOutput = rawOutput;
-        _pump = pump;
+        _messagesIn = messagesIn;
+        _messagesOut = messagesOut;
         _isClient = isClient;
         _maxMessageSize = maxMessageSize;
     }
@@ -245,7 +253,7 @@ internal sealed class WebSocketPump
         {
             await SendCloseAsync(NormalClosure, "").ConfigureAwait(false);
         }
-        await _pump.DisposeAsync().ConfigureAwait(false);
+        await CompleteMessagesAsync().ConfigureAwait(false);
         await Task.WhenAny(outbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
         _rawInput.CancelPendingRead();
         await Task.WhenAny(inbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
@@ -269,7 +277,7 @@ internal sealed class WebSocketPump
         }
         // The session no longer writes: the close frame is the last thing on the wire.
         await SendCloseAsync(CloseStatus ?? NormalClosure, _closeReason).ConfigureAwait(false);
-        await _pump.DisposeAsync().ConfigureAwait(false);
+        await CompleteMessagesAsync().ConfigureAwait(false);
         _rawInput.CancelPendingRead();
         await Task.WhenAny(inbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
         await _rawOutput.CompleteAsync().ConfigureAwait(false);
@@ -359,7 +367,7 @@ internal sealed class WebSocketPump
                     }
                 }
                 _rawInput.AdvanceTo(buffer.Start, buffer.End);
-                if (wrote && (await _pump.Output.FlushAsync().ConfigureAwait(false)).IsCompleted)
+                if (wrote && (await _messagesIn.FlushAsync().ConfigureAwait(false)).IsCompleted)
                 {
                     return;
                 }
@@ -374,7 +382,16 @@ internal sealed class WebSocketPump
         }
         finally
         {
-            await _pump.Output.CompleteAsync().ConfigureAwait(false);
+            await _messagesIn.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task CompleteMessagesAsync()
+    {
+        await _messagesIn.CompleteAsync().ConfigureAwait(false);
+        if (_messagesOut is not null)
+        {
+            await _messagesOut.CompleteAsync().ConfigureAwait(false);
         }
     }
 
@@ -393,7 +410,7 @@ internal sealed class WebSocketPump
     private void WriteMessage(ReadOnlySequence<byte> payload, WebSocketFraming.Header header)
     {
         var length = (int)payload.Length;
-        var span = _pump.Output.GetSpan(Framing.HeaderLength + length);
+        var span = _messagesIn.GetSpan(Framing.HeaderLength + length);
         BinaryPrimitives.WriteUInt32BigEndian(span, (uint)length);
         var body = span.Slice(Framing.HeaderLength, length);
         payload.CopyTo(body);
@@ -401,7 +418,7 @@ internal sealed class WebSocketPump
         {
             WebSocketFraming.Mask(body, header.MaskKey);
         }
-        _pump.Output.Advance(Framing.HeaderLength + length);
+        _messagesIn.Advance(Framing.HeaderLength + length);
     }
 
     private async Task FailAsync(ushort status, string reason)
@@ -417,7 +434,7 @@ internal sealed class WebSocketPump
 
     private async Task SendAsync()
     {
-        var input = _pump.Input;
+        var input = _messagesOut ?? throw new InvalidOperationException("a node's session writes its own frames");
         try
         {
             while (true)

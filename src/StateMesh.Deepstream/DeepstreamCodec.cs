@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Text;
-using Google.Protobuf;
 using StateMesh.Protocol;
 
 namespace StateMesh.Deepstream;
@@ -207,12 +206,34 @@ public sealed class DeepstreamCodec : IMessageCodec
 
     // ---------- reading ----------
 
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     /// <inheritdoc />
     public CodecError? ParseFrame(ReadOnlySequence<byte> frame, List<Message> messages)
     {
+        if (frame.IsSingleSegment)
+        {
+            return Parse(frame.FirstSpan, messages);
+        }
+        var length = (int)frame.Length;
+        var rented = ArrayPool<byte>.Shared.Rent(length);
         try
         {
-            var input = new CodedInputStream(frame.ToArray());
+            frame.CopyTo(rented);
+            return Parse(rented.AsSpan(0, length), messages);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>Reads the frame in place: only the message, its strings and its data are allocated.</summary>
+    private static CodecError? Parse(ReadOnlySpan<byte> frame, List<Message> messages)
+    {
+        try
+        {
+            var input = new ProtoReader(frame);
             var length = input.ReadLength();
             var remaining = frame.Length - input.Position;
             if (length != remaining)
@@ -220,21 +241,21 @@ public sealed class DeepstreamCodec : IMessageCodec
                 return new CodecError(ParserAction.InvalidMessage, $"the frame announces {length} bytes but carries {remaining}");
             }
             Topic? topic = null;
-            byte[]? body = null;
+            var body = ReadOnlySpan<byte>.Empty;
             uint tag;
             while ((tag = input.ReadTag()) != 0)
             {
-                switch (WireFormat.GetTagFieldNumber(tag))
+                switch (tag)
                 {
-                    case 2 when WireFormat.GetTagWireType(tag) == WireFormat.WireType.Varint:
-                        var t = input.ReadEnum();
+                    case (2 << 3) | 0:
+                        var t = input.ReadInt32();
                         topic = t is >= 0 and <= 255 ? (Topic)t : (Topic)255;
                         break;
-                    case 3 when WireFormat.GetTagWireType(tag) == WireFormat.WireType.LengthDelimited:
-                        body = input.ReadBytes().ToByteArray();
+                    case (3 << 3) | 2:
+                        body = input.ReadBytes();
                         break;
                     default:
-                        input.SkipLastField();
+                        input.Skip(tag);
                         break;
                 }
             }
@@ -244,10 +265,10 @@ public sealed class DeepstreamCodec : IMessageCodec
                 messages.Add(new Message { Topic = Topic.Unknown });
                 return null;
             }
-            messages.Add(DecodeTopicMessage(topic.Value, body ?? []));
+            messages.Add(DecodeTopicMessage(topic.Value, body));
             return null;
         }
-        catch (InvalidProtocolBufferException ex)
+        catch (MalformedException ex)
         {
             return new CodecError(ParserAction.MessageParseError, "malformed protobuf: " + ex.Message);
         }
@@ -257,9 +278,9 @@ public sealed class DeepstreamCodec : IMessageCodec
         }
     }
 
-    private static Message DecodeTopicMessage(Topic topic, byte[] body)
+    private static Message DecodeTopicMessage(Topic topic, ReadOnlySpan<byte> body)
     {
-        var input = new CodedInputStream(body);
+        var input = new ProtoReader(body);
         int action = 0;
         string? name = null, correlationId = null, path = null, subscription = null, requestorName = null, url = null, protocolVersion = null, sdkVersion = null, sdkType = null;
         List<string>? names = null;
@@ -271,49 +292,49 @@ public sealed class DeepstreamCodec : IMessageCodec
         uint tag;
         while ((tag = input.ReadTag()) != 0)
         {
-            var field = WireFormat.GetTagFieldNumber(tag);
-            var wire = WireFormat.GetTagWireType(tag);
+            var field = (int)(tag >> 3);
+            var wire = tag & 7;
             switch (topic, field)
             {
-                case (_, 1) when wire == WireFormat.WireType.Varint: action = input.ReadInt32(); break;
-                case (Topic.Parser, 2) or (Topic.Connection, 2) or (Topic.Auth, 2) or (Topic.Event, 2) or (Topic.Record, 2) or (Topic.Rpc, 2) or (Topic.Presence, 4):
-                    data = input.ReadBytes().ToByteArray();
+                case (_, 1) when wire == 0: action = input.ReadInt32(); break;
+                case (Topic.Parser, 2) or (Topic.Connection, 2) or (Topic.Auth, 2) or (Topic.Event, 2) or (Topic.Record, 2) or (Topic.Rpc, 2) or (Topic.Presence, 4) when wire == 2:
+                    data = input.ReadBytes().ToArray();
                     break;
-                case (Topic.Parser, 8) or (Topic.Event, 10) or (Topic.Presence, 2): originalTopic = (Topic)input.ReadEnum(); break;
-                case (Topic.Parser, 9) or (Topic.Event, 11) or (Topic.Record, 10) or (Topic.Rpc, 9) or (Topic.Presence, 3): originalAction = input.ReadInt32(); break;
-                case (Topic.Connection, 3) or (Topic.Auth, 3) or (Topic.Event, 4) or (Topic.Record, 4) or (Topic.Rpc, 4) or (Topic.Presence, 6): isError = input.ReadBool(); break;
-                case (Topic.Connection, 4) or (Topic.Auth, 4) or (Topic.Event, 5) or (Topic.Record, 5) or (Topic.Rpc, 5) or (Topic.Presence, 7): isAck = input.ReadBool(); break;
-                case (Topic.Connection, 5): url = input.ReadString(); break;
-                case (Topic.Connection, 6): protocolVersion = input.ReadString(); break;
-                case (Topic.Connection, 7): sdkVersion = input.ReadString(); break;
-                case (Topic.Connection, 8): sdkType = input.ReadString(); break;
-                case (Topic.Event, 3) or (Topic.Record, 3) or (Topic.Rpc, 3) or (Topic.Presence, 5): correlationId = input.ReadString(); break;
-                case (Topic.Event, 6) or (Topic.Record, 6) or (Topic.Rpc, 7) or (Topic.Presence, 8): name = input.ReadString(); break;
-                case (Topic.Event, 7) or (Topic.Record, 7) or (Topic.Rpc, 6) or (Topic.Presence, 9): (names ??= []).Add(input.ReadString()); break;
-                case (Topic.Event, 8) or (Topic.Record, 9): subscription = input.ReadString(); break;
-                case (Topic.Record, 8): name ??= input.ReadString(); break; // "pattern": the client uses name for it
-                case (Topic.Record, 11): isWriteAck = input.ReadBool(); break;
-                case (Topic.Record, 12): path = input.ReadString(); break;
-                case (Topic.Record, 13): version = input.ReadInt32(); break;
-                case (Topic.Record, 14):
-                    var entry = new CodedInputStream(input.ReadBytes().ToByteArray());
+                case (Topic.Parser, 8) or (Topic.Event, 10) or (Topic.Presence, 2) when wire == 0: originalTopic = (Topic)input.ReadInt32(); break;
+                case (Topic.Parser, 9) or (Topic.Event, 11) or (Topic.Record, 10) or (Topic.Rpc, 9) or (Topic.Presence, 3) when wire == 0: originalAction = input.ReadInt32(); break;
+                case (Topic.Connection, 3) or (Topic.Auth, 3) or (Topic.Event, 4) or (Topic.Record, 4) or (Topic.Rpc, 4) or (Topic.Presence, 6) when wire == 0: isError = input.ReadBool(); break;
+                case (Topic.Connection, 4) or (Topic.Auth, 4) or (Topic.Event, 5) or (Topic.Record, 5) or (Topic.Rpc, 5) or (Topic.Presence, 7) when wire == 0: isAck = input.ReadBool(); break;
+                case (Topic.Connection, 5) when wire == 2: url = input.ReadString(); break;
+                case (Topic.Connection, 6) when wire == 2: protocolVersion = input.ReadString(); break;
+                case (Topic.Connection, 7) when wire == 2: sdkVersion = input.ReadString(); break;
+                case (Topic.Connection, 8) when wire == 2: sdkType = input.ReadString(); break;
+                case (Topic.Event, 3) or (Topic.Record, 3) or (Topic.Rpc, 3) or (Topic.Presence, 5) when wire == 2: correlationId = input.ReadString(); break;
+                case (Topic.Event, 6) or (Topic.Record, 6) or (Topic.Rpc, 7) or (Topic.Presence, 8) when wire == 2: name = input.ReadString(); break;
+                case (Topic.Event, 7) or (Topic.Record, 7) or (Topic.Rpc, 6) or (Topic.Presence, 9) when wire == 2: (names ??= []).Add(input.ReadString()); break;
+                case (Topic.Event, 8) or (Topic.Record, 9) when wire == 2: subscription = input.ReadString(); break;
+                case (Topic.Record, 8) when wire == 2: name ??= input.ReadString(); break; // "pattern": the client uses name for it
+                case (Topic.Record, 11) when wire == 0: isWriteAck = input.ReadBool(); break;
+                case (Topic.Record, 12) when wire == 2: path = input.ReadString(); break;
+                case (Topic.Record, 13) when wire == 0: version = input.ReadInt32(); break;
+                case (Topic.Record, 14) when wire == 2:
+                    var entry = new ProtoReader(input.ReadBytes());
                     string key = "";
                     var value = 0;
                     uint entryTag;
                     while ((entryTag = entry.ReadTag()) != 0)
                     {
-                        switch (WireFormat.GetTagFieldNumber(entryTag))
+                        switch (entryTag)
                         {
-                            case 1: key = entry.ReadString(); break;
-                            case 2: value = entry.ReadInt32(); break;
-                            default: entry.SkipLastField(); break;
+                            case (1 << 3) | 2: key = entry.ReadString(); break;
+                            case (2 << 3) | 0: value = entry.ReadInt32(); break;
+                            default: entry.Skip(entryTag); break;
                         }
                     }
                     (versions ??= new Dictionary<string, int>(StringComparer.Ordinal))[key] = value;
                     break;
-                case (Topic.Rpc, 10): requestorName = input.ReadString(); break;
-                case (Topic.Rpc, 11): requestorData = input.ReadBytes().ToByteArray(); break;
-                default: input.SkipLastField(); break;
+                case (Topic.Rpc, 10) when wire == 2: requestorName = input.ReadString(); break;
+                case (Topic.Rpc, 11) when wire == 2: requestorData = input.ReadBytes().ToArray(); break;
+                default: input.Skip(tag); break;
             }
         }
         return new Message
@@ -323,5 +344,94 @@ public sealed class DeepstreamCodec : IMessageCodec
             Subscription = subscription, Versions = versions, RequestorName = requestorName, RequestorData = requestorData,
             Url = url, ProtocolVersion = protocolVersion, SdkVersion = sdkVersion, SdkType = sdkType,
         };
+    }
+
+    private sealed class MalformedException(string message) : Exception(message);
+
+    /// <summary>Protobuf wire format over a span, as far as deepstream's messages need it.</summary>
+    private ref struct ProtoReader(ReadOnlySpan<byte> data)
+    {
+        private readonly ReadOnlySpan<byte> _data = data;
+
+        public int Position { get; private set; }
+
+        /// <summary>The next tag, or 0 at the end.</summary>
+        public uint ReadTag()
+        {
+            if (Position >= _data.Length)
+            {
+                return 0;
+            }
+            var tag = ReadVarint();
+            if (tag >> 3 == 0 || tag > uint.MaxValue)
+            {
+                throw new MalformedException($"invalid tag {tag}");
+            }
+            return (uint)tag;
+        }
+
+        public ulong ReadVarint()
+        {
+            ulong result = 0;
+            for (var shift = 0; shift < 64; shift += 7)
+            {
+                if (Position >= _data.Length)
+                {
+                    throw new MalformedException("truncated varint");
+                }
+                var b = _data[Position++];
+                result |= (ulong)(b & 0x7F) << shift;
+                if (b < 0x80)
+                {
+                    return result;
+                }
+            }
+            throw new MalformedException("a varint longer than ten bytes");
+        }
+
+        public int ReadInt32() => (int)ReadVarint(); // protobuf keeps the low 32 bits (-1 arrives sign-extended)
+
+        public bool ReadBool() => ReadVarint() != 0;
+
+        public int ReadLength()
+        {
+            var length = ReadVarint();
+            return length <= int.MaxValue ? (int)length : throw new MalformedException($"a length of {length}");
+        }
+
+        public ReadOnlySpan<byte> ReadBytes()
+        {
+            var length = ReadLength();
+            if (length > _data.Length - Position)
+            {
+                throw new MalformedException($"a field of {length} bytes with {_data.Length - Position} left");
+            }
+            var bytes = _data.Slice(Position, length);
+            Position += length;
+            return bytes;
+        }
+
+        public string ReadString() => StrictUtf8.GetString(ReadBytes());
+
+        public void Skip(uint tag)
+        {
+            switch (tag & 7)
+            {
+                case 0: ReadVarint(); break;
+                case 1: Advance(8); break;
+                case 2: ReadBytes(); break;
+                case 5: Advance(4); break;
+                default: throw new MalformedException($"wire type {tag & 7} in tag {tag}");
+            }
+        }
+
+        private void Advance(int count)
+        {
+            if (count > _data.Length - Position)
+            {
+                throw new MalformedException("truncated fixed-width field");
+            }
+            Position += count;
+        }
     }
 }

@@ -136,6 +136,8 @@ fi
   echo
   echo "Written by \`bash benchmarks/side-by-side.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), StateMesh commit \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- src || echo ' with uncommitted changes under src/')."
   echo "Every figure below comes from that one run; the JSON of each run is in [benchmarks/results](benchmarks/results)."
+  echo "What was changed to get here, allocations per message, and where the targets that are not met hit their limits:"
+  echo "[performance.md](performance.md)."
   echo
   echo "## Machine"
   echo

@@ -111,6 +111,10 @@ internal static class Report
         return md.ToString();
     }
 
+    /// <summary>
+    /// Grouped bars of "times better than deepstream" on a log scale (bars below the line at 1× are worse), with each
+    /// group's target drawn as a red dash.
+    /// </summary>
     private static void Chart(List<Ratio> ratios, string path)
     {
         var plot = new Plot();
@@ -125,15 +129,19 @@ internal static class Report
             foreach (var r in groups[g])
             {
                 var s = labels.IndexOf(r.Ours.Label);
-                var figure = TargetFor(r).Figure(r) ?? 0;
+                var figure = Math.Max(TargetFor(r).Figure(r) ?? 0.01, 0.01);
                 bars.Add(new Bar
                 {
-                    Position = g * slot + s, Value = figure, FillColor = palette[s % palette.Length],
-                    Label = figure.ToString("F1", CultureInfo.InvariantCulture) + "×",
+                    Position = g * slot + s, Value = Math.Log10(figure), FillColor = palette[s % palette.Length],
+                    Label = figure.ToString(figure < 10 ? "F1" : "F0", CultureInfo.InvariantCulture) + "×",
                 });
             }
-            var first = groups[g].First().Ours;
-            var name = first.OfferedPerSecond > 0 ? $"{first.Scenario} p99\n@{first.OfferedPerSecond:N0}/s" : first.Scenario == "idle" ? "idle\nmemory" : first.Scenario;
+            var first = groups[g].First();
+            var goal = plot.Add.Line(g * slot - 0.45, Math.Log10(TargetFor(first).Goal), g * slot + labels.Count - 0.55, Math.Log10(TargetFor(first).Goal));
+            goal.LineColor = Colors.Red;
+            goal.LineWidth = 2;
+            var o = first.Ours;
+            var name = o.OfferedPerSecond > 0 ? $"{o.Scenario} p99\n@{o.OfferedPerSecond:N0}/s" : o.Scenario == "idle" ? "idle\nmemory" : o.Scenario;
             ticks.Add(new Tick(g * slot + (labels.Count - 1) / 2.0, name, isMajor: true));
         }
         var barPlot = plot.Add.Bars(bars);
@@ -142,14 +150,20 @@ internal static class Report
         {
             plot.Legend.ManualItems.Add(new LegendItem { LabelText = labels[s], FillColor = palette[s % palette.Length] });
         }
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "target", LineColor = Colors.Red, LineWidth = 2 });
         plot.ShowLegend(Alignment.UpperRight);
-        var one = plot.Add.HorizontalLine(1);
+        var one = plot.Add.HorizontalLine(0);
         one.LineColor = Colors.Black;
         one.LinePattern = LinePattern.Dashed;
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual([.. ticks]);
         plot.Axes.Bottom.MajorTickStyle.Length = 0;
-        plot.Axes.Margins(bottom: 0);
-        plot.Title("StateMesh against deepstream 7.0.2, same machine, same run");
+        double[] steps = [0.25, 0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000];
+        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            [.. steps.Select(v => new Tick(Math.Log10(v), v.ToString(CultureInfo.InvariantCulture) + "×", isMajor: true))]);
+        var top = bars.Count == 0 ? 1 : bars.Max(b => b.Value);
+        var bottom = bars.Count == 0 ? 0 : Math.Min(0, bars.Min(b => b.Value));
+        plot.Axes.SetLimitsY(bottom - 0.15, top + 0.25);
+        plot.Title("StateMesh against deepstream 7.0.2, same machine, same run (log scale)");
         plot.Axes.Left.Label.Text = "× better than deepstream";
         plot.SavePng(path, 1400, 600);
     }

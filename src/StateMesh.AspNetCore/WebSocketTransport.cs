@@ -57,7 +57,10 @@ internal static class WebSocketTransport
             await rawOutput.FlushAsync().ConfigureAwait(false);
             return true;
         }
-        await websocket.RunServerAsync(session, outputDone.Task).ConfigureAwait(false);
+        if (!await websocket.RunServerAsync(session, outputDone.Task).ConfigureAwait(false))
+        {
+            context.Abort(); // the session still writes: no close frame can follow it safely
+        }
         return true;
     }
 
@@ -129,7 +132,14 @@ internal sealed class SessionOutput(PipeWriter inner, TaskCompletionSource done)
 
     public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
 
-    public override void CancelPendingFlush() => inner.CancelPendingFlush();
+    public override void CancelPendingFlush()
+    {
+        // Once the session has stopped, a leftover cancel must not fall on the close frame's flush.
+        if (!done.Task.IsCompleted)
+        {
+            inner.CancelPendingFlush();
+        }
+    }
 
     public override bool CanGetUnflushedBytes => inner.CanGetUnflushedBytes;
 

@@ -40,6 +40,8 @@ internal sealed class Session
         _node = node;
         _transport = transport;
         _outbound = new OutboundQueue(codec, node.Options.OutboundQueueCapacity, node.Options.OutboundQueueMaxBytes);
+        // Set before the session runs, so that a control frame (a WebSocket pong) is never dropped for want of a queue.
+        transport.ControlSink = _outbound.TryEnqueueRaw;
         Id = Interlocked.Increment(ref s_nextId);
         _lastReceived = node.Time.GetTimestamp();
     }
@@ -104,7 +106,6 @@ internal sealed class Session
         var options = _node.Options;
         _authTimer = _node.Time.CreateTimer(static s => ((Session)s!).OnAuthTimeout(), this, options.UnauthenticatedTimeout, Timeout.InfiniteTimeSpan);
         _heartbeatTimer = _node.Time.CreateTimer(static s => ((Session)s!).OnHeartbeatCheck(), this, options.HeartbeatInterval, options.HeartbeatInterval);
-        _transport.ControlSink = _outbound.TryEnqueueRaw;
         var writer = RunWriterAsync();
         try
         {
@@ -134,7 +135,9 @@ internal sealed class Session
                 }
                 catch (TimeoutException)
                 {
+                    // Stuck on a peer that does not read: cancel the write, and let it unwind before the transport goes.
                     await _abort.CancelAsync().ConfigureAwait(false);
+                    await Task.WhenAny(writer, Task.Delay(TimeSpan.FromSeconds(1), _node.Time)).ConfigureAwait(false);
                 }
                 await _transport.DisposeAsync().ConfigureAwait(false);
                 NodeLog.ConnectionClosed(Logger, Id, UserId, CloseReason ?? DisconnectReason.ClientClosed);

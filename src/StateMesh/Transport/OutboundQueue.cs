@@ -18,8 +18,9 @@ internal sealed class OutboundQueue
     private readonly long _maxBytes;
     private long _queuedBytes;
     private ReadOnlyMemory<byte>? _carried;
-    // Created on the first control item: most connections never have one, and an empty ConcurrentQueue costs 1 KB.
-    private System.Collections.Concurrent.ConcurrentQueue<ReadOnlyMemory<byte>>? _raw;
+    // One pending control item at most: a newer one replaces it (RFC 6455 lets a pong answer only the latest ping), so
+    // a peer that pings without reading cannot grow this queue.
+    private byte[]? _raw;
 
     /// <param name="codec">Encodes the frames.</param>
     /// <param name="capacity">Most messages queued.</param>
@@ -60,12 +61,16 @@ internal sealed class OutboundQueue
 
     /// <summary>Waits for room; for clients, where the writer is the application and may wait.</summary>
     /// <summary>
-    /// Queues bytes the writer sends as they are, after what is queued before them (a transport's control frame). An
-    /// empty item in the channel marks their place.
+    /// Queues bytes the writer sends as they are, after what is queued before them (a transport's control frame). At
+    /// most one is pending: a newer one replaces it. An empty item in the channel marks its place. False when the queue
+    /// is full or completed (the connection is then a slow consumer and is closed by its session).
     /// </summary>
-    public bool TryEnqueueRaw(ReadOnlyMemory<byte> bytes)
+    public bool TryEnqueueRaw(byte[] bytes)
     {
-        LazyInitializer.EnsureInitialized(ref _raw).Enqueue(bytes);
+        if (Interlocked.Exchange(ref _raw, bytes) is not null)
+        {
+            return true; // a marker is already queued; it now carries the newer bytes
+        }
         return _channel.Writer.TryWrite(ReadOnlyMemory<byte>.Empty);
     }
 
@@ -124,9 +129,9 @@ internal sealed class OutboundQueue
                     if (item.IsEmpty)
                     {
                         // A control item's place: what was queued before it is written, so it goes out now.
-                        if (_raw?.TryDequeue(out var raw) == true)
+                        if (Interlocked.Exchange(ref _raw, null) is { } raw)
                         {
-                            output.Write(raw.Span);
+                            output.Write(raw);
                             unflushed += raw.Length;
                         }
                         continue;

@@ -38,7 +38,7 @@ internal sealed class TransportConnection : IAsyncDisposable
     /// Set by the session that owns <see cref="Output"/>: queues bytes the transport must send in order with the
     /// session's frames, written as they are (a WebSocket pong). False when the session no longer sends.
     /// </summary>
-    public Func<ReadOnlyMemory<byte>, bool>? ControlSink { get; set; }
+    public Func<byte[], bool>? ControlSink { get; set; }
 
     public async ValueTask DisposeAsync()
     {

@@ -187,12 +187,18 @@ internal static class WebSocketFraming
     public static string AcceptKey(string key) =>
         Convert.ToBase64String(SHA1.HashData(Encoding.ASCII.GetBytes(key.Trim() + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
 
-    /// <summary>A close frame payload: the status code and a short reason.</summary>
+    /// <summary>A close frame payload: the status code and a reason of at most 123 bytes, cut at a character boundary.</summary>
     public static ReadOnlySequence<byte> ClosePayload(ushort status, string reason)
     {
-        var bytes = new byte[2 + Math.Min(Encoding.UTF8.GetByteCount(reason), 123)];
+        var encoded = Encoding.UTF8.GetBytes(reason);
+        var length = Math.Min(encoded.Length, 123);
+        while (length > 0 && length < encoded.Length && (encoded[length] & 0xC0) == 0x80)
+        {
+            length--; // do not split a multi-byte character
+        }
+        var bytes = new byte[2 + length];
         BinaryPrimitives.WriteUInt16BigEndian(bytes, status);
-        Encoding.UTF8.GetBytes(reason.AsSpan(0, Math.Min(reason.Length, 123)), bytes.AsSpan(2, bytes.Length - 2));
+        encoded.AsSpan(0, length).CopyTo(bytes.AsSpan(2));
         return new ReadOnlySequence<byte>(bytes);
     }
 }
@@ -242,31 +248,33 @@ internal sealed class WebSocketPump
     {
         var inbound = Task.Run(ReceiveAsync);
         var outbound = Task.Run(SendAsync);
-        var first = await Task.WhenAny(inbound, outbound).ConfigureAwait(false);
-        if (first == outbound)
-        {
-            // The session ended: say goodbye, then give the peer a moment to answer.
-            await SendCloseAsync(NormalClosure, "").ConfigureAwait(false);
-            await Task.WhenAny(inbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
-        }
-        else
-        {
-            await SendCloseAsync(NormalClosure, "").ConfigureAwait(false);
-        }
-        await CompleteMessagesAsync().ConfigureAwait(false);
-        await Task.WhenAny(outbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
-        _rawInput.CancelPendingRead();
+        await Task.WhenAny(inbound, outbound).ConfigureAwait(false);
+        // Say goodbye, then give the peer a moment to answer before the connection goes.
+        await SendCloseAsync(CloseStatus is { } status && status != NormalClosure && IsSendable(status) ? status : NormalClosure, "").ConfigureAwait(false);
         await Task.WhenAny(inbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+        // Each loop completes what it writes; the other ends are stopped here, never completed under a running loop.
+        _rawInput.CancelPendingRead();
+        _messagesOut?.CancelPendingRead();
+        await Task.WhenAny(Task.WhenAll(inbound, outbound), Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+        if (outbound.IsCompleted && _messagesOut is not null)
+        {
+            await _messagesOut.CompleteAsync().ConfigureAwait(false);
+        }
         await _rawOutput.CompleteAsync().ConfigureAwait(false);
-        await _rawInput.CompleteAsync().ConfigureAwait(false);
+        if (inbound.IsCompleted)
+        {
+            await _rawInput.CompleteAsync().ConfigureAwait(false);
+        }
     }
 
     /// <summary>
     /// The node side: <paramref name="session"/> writes its frames straight to the connection (its header writer makes
     /// them WebSocket frames) and completes <paramref name="sessionOutputDone"/> when it stops; this reads the peer's
-    /// frames, answers pings through the session's queue, and ends with the close handshake.
+    /// frames, answers pings through the session's queue, and ends with the close handshake. Returns false when the
+    /// session did not stop writing in time: the caller must then abort the connection (no close frame can be written
+    /// safely while the session may still write).
     /// </summary>
-    public async Task RunServerAsync(TransportConnection session, Task sessionOutputDone)
+    public async Task<bool> RunServerAsync(TransportConnection session, Task sessionOutputDone)
     {
         _session = session;
         var inbound = Task.Run(ReceiveAsync);
@@ -274,15 +282,30 @@ internal sealed class WebSocketPump
         {
             // The peer closed, or broke the protocol: the session sees its input end and stops writing.
             await Task.WhenAny(sessionOutputDone, Task.Delay(TimeSpan.FromSeconds(10))).ConfigureAwait(false);
+            if (!sessionOutputDone.IsCompleted)
+            {
+                _rawInput.CancelPendingRead();
+                return false;
+            }
         }
-        // The session no longer writes: the close frame is the last thing on the wire.
-        await SendCloseAsync(CloseStatus ?? NormalClosure, _closeReason).ConfigureAwait(false);
-        await CompleteMessagesAsync().ConfigureAwait(false);
+        // The session no longer writes: the close frame is the last thing on the wire. Then wait a moment for the
+        // peer's close, so that bytes still in flight from it do not turn the end into a reset.
+        var status = CloseStatus ?? NormalClosure;
+        await SendCloseAsync(IsSendable(status) ? status : ProtocolError, _closeReason).ConfigureAwait(false);
+        await Task.WhenAny(inbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
         _rawInput.CancelPendingRead();
         await Task.WhenAny(inbound, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
         await _rawOutput.CompleteAsync().ConfigureAwait(false);
-        await _rawInput.CompleteAsync().ConfigureAwait(false);
+        if (inbound.IsCompleted)
+        {
+            await _rawInput.CompleteAsync().ConfigureAwait(false);
+        }
+        return true;
     }
+
+    /// <summary>Close codes that may go on the wire (RFC 6455 7.4): 1005, 1006 and 1015 never do; below 1000 and from 5000 none exist.</summary>
+    private static bool IsSendable(ushort status) =>
+        status is (>= 1000 and <= 1003) or (>= 1007 and <= 1014) or (>= 3000 and <= 4999);
 
     private async Task ReceiveAsync()
     {
@@ -340,7 +363,9 @@ internal sealed class WebSocketPump
                             if (header.Fin)
                             {
                                 WriteMessage(new ReadOnlySequence<byte>(message.WrittenMemory), default);
-                                message.ResetWrittenCount();
+                                // A large message's buffer is not kept for the life of the connection.
+                                message = message.Capacity > 64 * 1024 ? null : message;
+                                message?.ResetWrittenCount();
                                 wrote = true;
                             }
                             break;
@@ -358,7 +383,9 @@ internal sealed class WebSocketPump
                             break;
                         case WebSocketFraming.Close:
                             var close = Unmasked(payload, header);
-                            CloseStatus ??= close.Length >= 2 ? BinaryPrimitives.ReadUInt16BigEndian(close.FirstSpan.Length >= 2 ? close.FirstSpan : close.ToArray()) : NormalClosure;
+                            var code = close.Length >= 2 ? BinaryPrimitives.ReadUInt16BigEndian(close.FirstSpan.Length >= 2 ? close.FirstSpan : close.ToArray()) : NormalClosure;
+                            // A close with one byte, or with a code that may not be sent, is itself a protocol error.
+                            CloseStatus ??= close.Length == 1 || !IsSendable(code) ? ProtocolError : code;
                             _rawInput.AdvanceTo(buffer.Start);
                             return;
                         default:
@@ -383,15 +410,6 @@ internal sealed class WebSocketPump
         finally
         {
             await _messagesIn.CompleteAsync().ConfigureAwait(false);
-        }
-    }
-
-    private async Task CompleteMessagesAsync()
-    {
-        await _messagesIn.CompleteAsync().ConfigureAwait(false);
-        if (_messagesOut is not null)
-        {
-            await _messagesOut.CompleteAsync().ConfigureAwait(false);
         }
     }
 
@@ -473,7 +491,17 @@ internal sealed class WebSocketPump
         }
     }
 
-    private uint? MaskKey() => _isClient ? (uint)Random.Shared.Next() : null;
+    private uint? MaskKey()
+    {
+        if (!_isClient)
+        {
+            return null;
+        }
+        // RFC 6455 5.3: a fresh key from a strong source of entropy for each frame.
+        Span<byte> key = stackalloc byte[4];
+        RandomNumberGenerator.Fill(key);
+        return BinaryPrimitives.ReadUInt32LittleEndian(key);
+    }
 
     private async Task WriteControlAsync(byte opcode, ReadOnlySequence<byte> payload)
     {
@@ -486,7 +514,11 @@ internal sealed class WebSocketPump
             }
             _closeSent = opcode == WebSocketFraming.Close;
             WebSocketFraming.WriteFrame(_rawOutput, opcode, payload, MaskKey());
-            await _rawOutput.FlushAsync().ConfigureAwait(false);
+            if ((await _rawOutput.FlushAsync().ConfigureAwait(false)).IsCanceled)
+            {
+                // A cancel left over from the session's end fell on this flush: the frame is still to go.
+                await _rawOutput.FlushAsync().ConfigureAwait(false);
+            }
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
         {

@@ -189,6 +189,44 @@ public sealed class WebSocketUpgradeTests(DeepstreamEndpointTests.Fixture fixtur
         Assert.Null(await socket.ReceiveAsync());
     }
 
+    [Theory]
+    [InlineData(new byte[] { 0x03 })] // one byte: half a status code
+    [InlineData(new byte[] { 0x03, 0xED })] // 1005 may never be sent
+    [InlineData(new byte[] { 0x00, 0x10 })] // 16 is not a close code
+    public async Task A_malformed_close_is_answered_with_a_protocol_error(byte[] payload)
+    {
+        var (socket, _) = await ConnectAsync();
+        using var s = socket;
+        await socket.SendAsync(WebSocketFraming.Close, payload);
+        Assert.Equal(WebSocketPump.ProtocolError, await socket.ExpectCloseAsync());
+    }
+
+    [Fact]
+    public async Task A_flood_of_pings_is_answered_and_the_connection_still_works()
+    {
+        var (socket, _) = await ConnectAsync();
+        using var s = socket;
+        for (var i = 0; i < 200; i++)
+        {
+            await socket.SendAsync(WebSocketFraming.Ping, [(byte)i]);
+        }
+        await socket.SendAsync(WebSocketFraming.Binary, Challenge());
+        var pongs = 0;
+        while (true)
+        {
+            var frame = await socket.ReceiveAsync();
+            Assert.NotNull(frame);
+            if (frame.Value.Opcode == WebSocketFraming.Pong)
+            {
+                pongs++; // pending pongs may be merged into the latest one, never more than one per ping
+                continue;
+            }
+            Assert.Equal(WebSocketFraming.Binary, frame.Value.Opcode);
+            break;
+        }
+        Assert.InRange(pongs, 1, 200);
+    }
+
     [Fact]
     public async Task A_wrong_websocket_version_is_refused_with_426_and_the_version_we_speak()
     {

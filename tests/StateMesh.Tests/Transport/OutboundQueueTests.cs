@@ -68,4 +68,19 @@ public class OutboundQueueTests
         Assert.Equal(["n0", "n1", "n2"], messages.Select(m => m.Name));
         Assert.True(bytes.IsEmpty); // one frame carried all three
     }
+
+    [Fact]
+    public async Task Control_items_never_pile_up_the_latest_replaces_one_still_pending()
+    {
+        var queue = new OutboundQueue(DeepstreamCodec.Instance, 16);
+        for (var i = 0; i < 1000; i++)
+        {
+            Assert.True(queue.TryEnqueueRaw([0x8A, 0x01, (byte)i]));
+        }
+        Assert.Equal(1, queue.Count); // one marker, however many pings asked
+
+        var bytes = await DrainAsync(queue, WebSocketFraming.WriteServerBinaryHeader);
+
+        Assert.Equal(new byte[] { 0x8A, 0x01, unchecked((byte)999) }, bytes);
+    }
 }

@@ -497,11 +497,21 @@ internal sealed class WebSocketPump
         {
             return null;
         }
-        // RFC 6455 5.3: a fresh key from a strong source of entropy for each frame.
-        Span<byte> key = stackalloc byte[4];
-        RandomNumberGenerator.Fill(key);
-        return BinaryPrimitives.ReadUInt32LittleEndian(key);
+        // RFC 6455 5.3: a fresh key from a strong source of entropy for each frame, drawn 64 keys at a time (one call to
+        // the system's generator per frame costs more than the frame). Callers hold the write gate.
+        _maskKeys ??= new byte[256];
+        if (_maskKeysUsed >= _maskKeys.Length)
+        {
+            RandomNumberGenerator.Fill(_maskKeys);
+            _maskKeysUsed = 0;
+        }
+        var key = BinaryPrimitives.ReadUInt32LittleEndian(_maskKeys.AsSpan(_maskKeysUsed, 4));
+        _maskKeysUsed += 4;
+        return key;
     }
+
+    private byte[]? _maskKeys; // clients only
+    private int _maskKeysUsed = 256;
 
     private async Task WriteControlAsync(byte opcode, ReadOnlySequence<byte> payload)
     {

@@ -29,14 +29,7 @@ public class DeepstreamCodecBenchmarks
         _payload = new ReadOnlySequence<byte>(_emitFrame);
     }
 
-    private static byte[] Frame(Message message)
-    {
-        var encoded = new ArrayBufferWriter<byte>();
-        DeepstreamCodec.Instance.WriteMessage(message, encoded);
-        var frame = new ArrayBufferWriter<byte>();
-        DeepstreamCodec.Instance.WriteFrame([encoded.WrittenMemory], frame);
-        return frame.WrittenSpan.ToArray();
-    }
+    private static byte[] Frame(Message message) => DeepstreamCodec.Instance.EncodeFrame(message);
 
     [Benchmark]
     public int WriteEmit()

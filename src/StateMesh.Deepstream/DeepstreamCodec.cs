@@ -43,6 +43,16 @@ public sealed class DeepstreamCodec : IMessageCodec
         }
     }
 
+    /// <summary>One message as a whole frame, ready to send as one binary WebSocket message (tools and tests).</summary>
+    public byte[] EncodeFrame(Message message)
+    {
+        var encoded = new ArrayBufferWriter<byte>();
+        WriteMessage(message, encoded);
+        var frame = new ArrayBufferWriter<byte>(GetFrameLength([encoded.WrittenMemory]));
+        WriteFrame([encoded.WrittenMemory], frame);
+        return frame.WrittenSpan.ToArray();
+    }
+
     /// <inheritdoc />
     public int GetFrameLength(ReadOnlySpan<ReadOnlyMemory<byte>> encodedMessages)
     {

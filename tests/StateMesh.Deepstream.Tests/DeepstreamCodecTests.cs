@@ -18,6 +18,7 @@ public class DeepstreamCodecTests
         var frame = new ArrayBufferWriter<byte>();
         Codec.WriteFrame([encoded.WrittenMemory], frame);
         Assert.Equal(Codec.GetFrameLength([encoded.WrittenMemory]), frame.WrittenCount);
+        Assert.Equal(frame.WrittenSpan.ToArray(), Codec.EncodeFrame(message));
         return frame.WrittenSpan.ToArray();
     }
 

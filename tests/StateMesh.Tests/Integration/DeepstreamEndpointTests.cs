@@ -32,14 +32,7 @@ public sealed class DeepstreamEndpointTests(DeepstreamEndpointTests.Fixture fixt
         return socket;
     }
 
-    private static byte[] Frame(Message message)
-    {
-        var encoded = new ArrayBufferWriter<byte>();
-        DeepstreamCodec.Instance.WriteMessage(message, encoded);
-        var frame = new ArrayBufferWriter<byte>();
-        DeepstreamCodec.Instance.WriteFrame([encoded.WrittenMemory], frame);
-        return frame.WrittenSpan.ToArray();
-    }
+    private static byte[] Frame(Message message) => DeepstreamCodec.Instance.EncodeFrame(message);
 
     private static Task SendAsync(ClientWebSocket socket, byte[] bytes) =>
         socket.SendAsync(bytes, WebSocketMessageType.Binary, true, CancellationToken.None);

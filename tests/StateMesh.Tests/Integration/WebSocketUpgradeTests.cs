@@ -87,14 +87,8 @@ public sealed class WebSocketUpgradeTests(DeepstreamEndpointTests.Fixture fixtur
         public void Dispose() => tcp.Dispose();
     }
 
-    private static byte[] Challenge()
-    {
-        var encoded = new ArrayBufferWriter<byte>();
-        DeepstreamCodec.Instance.WriteMessage(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Challenge, Url = "ws://test", ProtocolVersion = "0.1a" }, encoded);
-        var frame = new ArrayBufferWriter<byte>();
-        DeepstreamCodec.Instance.WriteFrame([encoded.WrittenMemory], frame);
-        return frame.WrittenSpan.ToArray();
-    }
+    private static byte[] Challenge() => DeepstreamCodec.Instance.EncodeFrame(
+        new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Challenge, Url = "ws://test", ProtocolVersion = "0.1a" });
 
     private static async Task ExpectAcceptAsync(RawSocket socket)
     {

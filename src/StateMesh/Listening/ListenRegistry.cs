@@ -185,6 +185,10 @@ internal sealed class ListenRegistry : IDisposable
         {
             RemoveListeners(l => ReferenceEquals(l.Session, session), tellProvider: false);
         }
+        if (!session.HasListenPatterns)
+        {
+            return;
+        }
         foreach (var key in session.ListenPatterns.Keys.Where(k => k.Topic == _topic).ToArray())
         {
             session.ListenPatterns.TryRemove(key, out _);

@@ -306,9 +306,12 @@ internal sealed class RecordsTopic
 
     public void RemoveSession(Session session)
     {
-        foreach (var name in session.RecordSubscriptions.Keys)
+        if (session.HasRecordSubscriptions)
         {
-            Unsubscribe(session, name);
+            foreach (var name in session.RecordSubscriptions.Keys)
+            {
+                Unsubscribe(session, name);
+            }
         }
         Listening.RemoveSession(session);
     }

@@ -227,11 +227,14 @@ internal sealed class RpcTopic(NodeEngine node)
 
     public void RemoveSession(Session session)
     {
-        foreach (var name in session.RpcProvides.Keys)
+        if (session.HasRpcProvides)
         {
-            Providers.Remove(name, session);
+            foreach (var name in session.RpcProvides.Keys)
+            {
+                Providers.Remove(name, session);
+            }
+            session.RpcProvides.Clear();
         }
-        session.RpcProvides.Clear();
         foreach (var call in _calls.Values)
         {
             lock (call.Gate)

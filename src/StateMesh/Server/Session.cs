@@ -71,6 +71,13 @@ internal sealed class Session
     // The per-session sets are created on first use: most connections never provide, listen or subscribe to records,
     // and an idle connection should cost as little memory as it can.
     private System.Collections.Concurrent.ConcurrentDictionary<string, byte>? _rpcProvides;
+
+    // For teardown: whether there is anything to undo, without creating the set to find out.
+    public bool HasRpcProvides => _rpcProvides is { IsEmpty: false };
+
+    public bool HasListenPatterns => _listenPatterns is { IsEmpty: false };
+
+    public bool HasRecordSubscriptions => _recordSubscriptions is { IsEmpty: false };
     private System.Collections.Concurrent.ConcurrentDictionary<(Topic Topic, string Pattern), byte>? _listenPatterns;
     private System.Collections.Concurrent.ConcurrentDictionary<string, byte>? _recordSubscriptions;
 

@@ -24,7 +24,7 @@ public class RecordPatchBenchmarks
     [Benchmark]
     public int PatchOneKilobyteDocument()
     {
-        RecordsTopic.TryApplyPath(_document, _path, _value, out var next, out _);
+        RecordsTopic.TryApplyPath(_document, _path, _value, 1024 * 1024, out var next, out _);
         return next.Length;
     }
 

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -15,8 +14,7 @@ namespace StateMesh.AspNetCore;
 /// </summary>
 internal sealed class HttpApi(StateMeshNode node)
 {
-    private static readonly TimeSpan TokenLifetime = TimeSpan.FromHours(24);
-    private readonly ConcurrentDictionary<string, (string UserId, DateTimeOffset Expires)> _tokens = new(StringComparer.Ordinal);
+    private readonly HttpTokens _tokens = new(node.Engine.Options.Limits.HttpTokens, node.Engine.Options.Limits.HttpTokenLifetime, node.Engine.Time);
 
     private static Task Json(HttpContext context, int status, JsonNode body)
     {
@@ -25,13 +23,18 @@ internal sealed class HttpApi(StateMeshNode node)
         return context.Response.WriteAsync(body.ToJsonString(), context.RequestAborted);
     }
 
-    private static async Task<JsonNode?> ReadBodyAsync(HttpContext context)
+    private async Task<JsonNode?> ReadBodyAsync(HttpContext context)
     {
+        // A body may be as large as a message on a socket, no larger.
+        if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = node.Engine.Options.MaxMessageSize;
+        }
         try
         {
             return await JsonNode.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted).ConfigureAwait(false);
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or Microsoft.AspNetCore.Http.BadHttpRequestException)
         {
             return null;
         }
@@ -58,7 +61,7 @@ internal sealed class HttpApi(StateMeshNode node)
             return;
         }
         var token = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-        _tokens[token] = (result.Id ?? OpenAuthenticationHandler.AnonymousId, DateTimeOffset.UtcNow + TokenLifetime);
+        _tokens.Add(token, result.Id ?? OpenAuthenticationHandler.AnonymousId);
         await Json(context, StatusCodes.Status200OK, new JsonObject { ["token"] = token, ["clientData"] = result.ClientData?.DeepClone() }).ConfigureAwait(false);
     }
 
@@ -72,12 +75,12 @@ internal sealed class HttpApi(StateMeshNode node)
         string userId;
         if (request["token"]?.GetValueKind() == JsonValueKind.String)
         {
-            if (!_tokens.TryGetValue(request["token"]!.GetValue<string>(), out var entry) || entry.Expires < DateTimeOffset.UtcNow)
+            if (_tokens.TryUse(request["token"]!.GetValue<string>()) is not { } tokenUser)
             {
                 await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["result"] = "FAILURE", ["error"] = "unknown or expired token" }).ConfigureAwait(false);
                 return;
             }
-            userId = entry.UserId;
+            userId = tokenUser;
         }
         else
         {

@@ -53,7 +53,7 @@ internal static class WebSocketTransport
         var websocket = new WebSocketPump(rawInput, rawOutput, inbound.Writer, messagesOut: null, isClient: false, node.Options.MaxMessageSize);
         if (!node.Accept(session, codec))
         {
-            WebSocketFraming.WriteFrame(rawOutput, WebSocketFraming.Close, WebSocketFraming.ClosePayload(1001, "the node is stopping"), null);
+            WebSocketFraming.WriteFrame(rawOutput, WebSocketFraming.Close, WebSocketFraming.ClosePayload(1001, "the node does not accept the connection now"), null);
             await rawOutput.FlushAsync().ConfigureAwait(false);
             return true;
         }
@@ -69,7 +69,7 @@ internal static class WebSocketTransport
         var (pump, session) = InMemoryTransport.CreatePair(remoteAddress, transportName: "websocket");
         if (!node.Accept(session, codec))
         {
-            await socket.CloseAsync(WebSocketCloseStatus.EndpointUnavailable, "the node is stopping", cancellationToken).ConfigureAwait(false);
+            await socket.CloseAsync(WebSocketCloseStatus.EndpointUnavailable, "the node does not accept the connection now", cancellationToken).ConfigureAwait(false);
             return;
         }
         // Cancelling a WebSocket receive aborts the socket, so the loops end by closing, not by cancellation.

@@ -288,6 +288,9 @@ public sealed class DeepstreamCodec : IMessageCodec
         }
     }
 
+    /// <summary>Names (or versions) one message may carry, as the native codec bounds them.</summary>
+    internal const int MaxNames = 10_000;
+
     private static Message DecodeTopicMessage(Topic topic, ReadOnlySpan<byte> body)
     {
         var input = new ProtoReader(body);
@@ -320,7 +323,13 @@ public sealed class DeepstreamCodec : IMessageCodec
                 case (Topic.Connection, 8) when wire == 2: sdkType = input.ReadString(); break;
                 case (Topic.Event, 3) or (Topic.Record, 3) or (Topic.Rpc, 3) or (Topic.Presence, 5) when wire == 2: correlationId = input.ReadString(); break;
                 case (Topic.Event, 6) or (Topic.Record, 6) or (Topic.Rpc, 7) or (Topic.Presence, 8) when wire == 2: name = input.ReadString(); break;
-                case (Topic.Event, 7) or (Topic.Record, 7) or (Topic.Rpc, 6) or (Topic.Presence, 9) when wire == 2: (names ??= []).Add(input.ReadString()); break;
+                case (Topic.Event, 7) or (Topic.Record, 7) or (Topic.Rpc, 6) or (Topic.Presence, 9) when wire == 2:
+                    (names ??= []).Add(input.ReadString());
+                    if (names.Count > MaxNames)
+                    {
+                        throw new MalformedException($"a message may carry at most {MaxNames} names");
+                    }
+                    break;
                 case (Topic.Event, 8) or (Topic.Record, 9) when wire == 2: subscription = input.ReadString(); break;
                 case (Topic.Record, 8) when wire == 2: name ??= input.ReadString(); break; // "pattern": the client uses name for it
                 case (Topic.Record, 11) when wire == 0: isWriteAck = input.ReadBool(); break;
@@ -341,6 +350,10 @@ public sealed class DeepstreamCodec : IMessageCodec
                         }
                     }
                     (versions ??= new Dictionary<string, int>(StringComparer.Ordinal))[key] = value;
+                    if (versions.Count > MaxNames)
+                    {
+                        throw new MalformedException($"a message may carry at most {MaxNames} versions");
+                    }
                     break;
                 case (Topic.Rpc, 10) when wire == 2: requestorName = input.ReadString(); break;
                 case (Topic.Rpc, 11) when wire == 2: requestorData = input.ReadBytes().ToArray(); break;

@@ -58,7 +58,29 @@ public sealed class SqliteRecordStorage : IRecordStorage, IAsyncDisposable
     }
 
     /// <inheritdoc />
-    public ValueTask<RecordState?> GetAsync(string name, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Microsoft.Data.Sqlite reads synchronously, so the read runs on the thread pool: the caller's await (and the node's
+    /// STORAGE_RETRIEVAL_TIMEOUT) can end while SQLite is still busy, for example behind another process's lock.
+    /// </remarks>
+    public ValueTask<RecordState?> GetAsync(string name, CancellationToken cancellationToken) => new(ReadOnPoolAsync(name, cancellationToken));
+
+    // A stuck database must not take every thread of the pool: reads beyond these wait their turn without a thread.
+    private readonly SemaphoreSlim _readers = new(4 * Environment.ProcessorCount, 4 * Environment.ProcessorCount);
+
+    private async Task<RecordState?> ReadOnPoolAsync(string name, CancellationToken cancellationToken)
+    {
+        await _readers.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await Task.Run(() => Read(name), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _readers.Release();
+        }
+    }
+
+    private RecordState? Read(string name)
     {
         using var connection = new SqliteConnection(_readConnectionString);
         connection.Open();
@@ -68,7 +90,7 @@ public sealed class SqliteRecordStorage : IRecordStorage, IAsyncDisposable
         using var reader = command.ExecuteReader();
         if (!reader.Read())
         {
-            return ValueTask.FromResult<RecordState?>(null);
+            return null;
         }
         var version = reader.GetInt32(0);
         // Programs other than StateMesh may have written the JSON as TEXT.
@@ -78,7 +100,7 @@ public sealed class SqliteRecordStorage : IRecordStorage, IAsyncDisposable
             string text => System.Text.Encoding.UTF8.GetBytes(text),
             var other => throw new InvalidDataException($"record '{name}' holds {other.GetType().Name}, not JSON"),
         };
-        return ValueTask.FromResult<RecordState?>(new RecordState(version, data));
+        return new RecordState(version, data);
     }
 
     /// <inheritdoc />

@@ -109,6 +109,78 @@ public sealed class SqliteNodeTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// DESIGN §4: the data a client was shown at version N is the data at version N forever. A subscriber logs every
+    /// version and data it is shown while a writer writes as fast as it can, and the node is killed -9 three times.
+    /// </summary>
+    [Fact]
+    public async Task No_version_is_ever_shown_with_two_datas_across_kill_9()
+    {
+        var data = Path.Combine(_dir.FullName, "versions");
+        var shown = new ConcurrentDictionary<int, ConcurrentDictionary<string, byte>>();
+        void Log(Message m)
+        {
+            if (m.Action is (int)RecordAction.ReadResponse or (int)RecordAction.Update && m.Version is { } v && v > 0)
+            {
+                shown.GetOrAdd(v, _ => new()).TryAdd(Encoding.UTF8.GetString(m.Data!.Value.Span), 0);
+            }
+        }
+        for (var round = 0; round < 3; round++)
+        {
+            await using var server = await ServerProcess.StartAsync($"--StateMesh:DataDirectory={data}");
+            await using var subscriber = await RawClient.LoginAsync(server.Port);
+            await using var writer = await RawClient.LoginAsync(server.Port);
+            await subscriber.SendAsync(M(RecordAction.SubscribeCreateAndRead, names: ["crash/1"], cid: "s"));
+            var updates = 0;
+            var watching = Task.Run(async () =>
+            {
+                try
+                {
+                    while (true)
+                    {
+                        var m = await subscriber.ReceiveAsync(TimeSpan.FromSeconds(30));
+                        Log(m);
+                        if (m.Action == (int)RecordAction.Update && ++updates == 300)
+                        {
+                            server.Signal("KILL");
+                        }
+                    }
+                }
+                catch (IOException)
+                {
+                    // The node is gone.
+                }
+            });
+            for (var i = 0; !watching.IsCompleted && i < 1_000_000; i++)
+            {
+                try
+                {
+                    await writer.SendAsync(M(RecordAction.CreateAndUpdate, "crash/1", -1, $"{{\"round\":{round},\"i\":{i}}}"));
+                }
+                catch (IOException)
+                {
+                    break;
+                }
+                if (i % 20 == 19)
+                {
+                    await Task.Delay(1);
+                }
+            }
+            await watching.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(updates >= 300, $"round {round}: the subscriber saw only {updates} updates");
+            Assert.NotEqual(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(10)));
+        }
+        await using (var last = await ServerProcess.StartAsync($"--StateMesh:DataDirectory={data}"))
+        {
+            await using var reader = await RawClient.LoginAsync(last.Port);
+            await reader.SendAsync(M(RecordAction.Read, "crash/1"));
+            Log(await reader.ReceiveAsync());
+        }
+        var reused = shown.Where(kv => kv.Value.Count > 1).Select(kv => $"v{kv.Key}: {string.Join(" | ", kv.Value.Keys)}").ToList();
+        Assert.True(reused.Count == 0, $"{reused.Count} versions were shown with two datas, e.g. {string.Join("; ", reused.Take(3))}");
+        Assert.True(shown.Count >= 900, $"only {shown.Count} versions were seen");
+    }
+
     public void Dispose()
     {
         SqliteConnection.ClearAllPools();

@@ -5,12 +5,15 @@ using System.Text;
 namespace StateMesh.Auth;
 
 /// <summary>
-/// PBKDF2 password hashes in the form <c>pbkdf2-sha256$iterations$salt$hash</c> (salt and hash in base64).
+/// PBKDF2 password hashes in the form <c>pbkdf2-sha256$iterations$salt$hash</c> (salt and hash in base64). New hashes
+/// use OWASP's figure for PBKDF2-SHA256 (600,000 iterations); a hash carries its own count, so older hashes made with
+/// fewer iterations still verify.
 /// </summary>
 public static class PasswordHash
 {
     private const string Scheme = "pbkdf2-sha256";
-    private const int DefaultIterations = 210_000;
+    /// <summary>The iterations of a new hash: OWASP's recommendation for PBKDF2 with HMAC-SHA256.</summary>
+    public const int DefaultIterations = 600_000;
     private const int SaltBytes = 16;
     private const int HashBytes = 32;
 

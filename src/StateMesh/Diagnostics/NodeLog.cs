@@ -49,4 +49,13 @@ internal static partial class NodeLog
 
     [LoggerMessage(EventId = 20, EventName = "TooManyAuthAttempts", Level = LogLevel.Warning, Message = "Connection {SessionId} from {RemoteAddress}: too many failed logins; closed")]
     public static partial void TooManyAuthAttempts(ILogger logger, long sessionId, string remoteAddress);
+
+    [LoggerMessage(EventId = 21, EventName = "TransportFailed", Level = LogLevel.Debug, Message = "Connection {SessionId}: the transport failed ({ErrorType}: {Error}); closing")]
+    public static partial void TransportFailed(ILogger logger, long sessionId, string errorType, string error);
+
+    [LoggerMessage(EventId = 22, EventName = "TooManyUnauthenticated", Level = LogLevel.Warning, Message = "A connection from {RemoteAddress} was refused: {Max} connections have not logged in yet")]
+    public static partial void TooManyUnauthenticated(ILogger logger, string remoteAddress, int max);
+
+    [LoggerMessage(EventId = 23, EventName = "AcceptFailed", Level = LogLevel.Warning, Message = "Accepting a TCP connection failed ({Error}); retrying in 100 ms")]
+    public static partial void AcceptFailed(ILogger logger, string error);
 }

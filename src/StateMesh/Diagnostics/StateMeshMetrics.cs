@@ -55,4 +55,6 @@ public enum DisconnectReason
     NodeStopping,
     /// <summary>The transport failed.</summary>
     TransportError,
+    /// <summary>Refused at once: too many connections had not logged in yet.</summary>
+    TooManyUnauthenticated,
 }

@@ -56,6 +56,79 @@ public sealed class StateMeshOptions
 
     /// <summary>Listening timeouts.</summary>
     public ListenOptions Listen { get; set; } = new();
+
+    /// <summary>What one connection, and the node as a whole, may make the node hold.</summary>
+    public LimitOptions Limits { get; set; } = new();
+}
+
+/// <summary>
+/// Bounds on everything a client can make a node hold. Past a bound the client gets the protocol's error for that
+/// request (MESSAGE_DENIED where the protocol has no better one) and both the node and the connection go on.
+/// </summary>
+public sealed class LimitOptions
+{
+    /// <summary>Record subscriptions one connection may hold.</summary>
+    [Range(1, int.MaxValue)]
+    public int RecordSubscriptionsPerConnection { get; set; } = 10_000;
+
+    /// <summary>Event subscriptions one connection may hold.</summary>
+    [Range(1, int.MaxValue)]
+    public int EventSubscriptionsPerConnection { get; set; } = 10_000;
+
+    /// <summary>Record and event subscriptions of all connections together.</summary>
+    [Range(1, int.MaxValue)]
+    public int SubscriptionsPerNode { get; set; } = 2_000_000;
+
+    /// <summary>Listen patterns one connection may register (records and events together).</summary>
+    [Range(1, int.MaxValue)]
+    public int ListenPatternsPerConnection { get; set; } = 100;
+
+    /// <summary>Listen patterns of all connections together.</summary>
+    [Range(1, int.MaxValue)]
+    public int ListenPatternsPerNode { get; set; } = 10_000;
+
+    /// <summary>The longest listen pattern, in characters.</summary>
+    [Range(1, 65_536)]
+    public int MaxListenPatternLength { get; set; } = 1024;
+
+    /// <summary>RPC names one connection may provide.</summary>
+    [Range(1, int.MaxValue)]
+    public int ProvidedNamesPerConnection { get; set; } = 1_000;
+
+    /// <summary>RPC names provided by all connections together.</summary>
+    [Range(1, int.MaxValue)]
+    public int ProvidedNamesPerNode { get; set; } = 100_000;
+
+    /// <summary>RPC calls one connection may have waiting for an answer.</summary>
+    [Range(1, int.MaxValue)]
+    public int PendingRpcsPerConnection { get; set; } = 1_000;
+
+    /// <summary>RPC calls waiting for an answer on the whole node.</summary>
+    [Range(1, int.MaxValue)]
+    public int PendingRpcsPerNode { get; set; } = 100_000;
+
+    /// <summary>Connections that have not logged in yet; past it a new connection is closed at once.</summary>
+    [Range(1, int.MaxValue)]
+    public int UnauthenticatedConnections { get; set; } = 1_000;
+
+    /// <summary>Records kept in memory that nobody subscribes to; beyond it the least recently used are evicted (storage keeps them).</summary>
+    [Range(0, int.MaxValue)]
+    public int CachedRecords { get; set; } = 100_000;
+
+    /// <summary>Bytes of record data kept in memory for records nobody subscribes to.</summary>
+    [Range(0, long.MaxValue)]
+    public long CachedRecordBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Writes waiting for durable storage; a writer past it waits (back-pressure) instead of growing the queue.</summary>
+    [Range(1, int.MaxValue)]
+    public int PendingStorageWrites { get; set; } = 10_000;
+
+    /// <summary>Live tokens issued by the HTTP API's /api/auth; past it the oldest is revoked.</summary>
+    [Range(1, int.MaxValue)]
+    public int HttpTokens { get; set; } = 10_000;
+
+    /// <summary>How long an HTTP API token stays valid after it was last used.</summary>
+    public TimeSpan HttpTokenLifetime { get; set; } = TimeSpan.FromHours(1);
 }
 
 /// <summary>Records: limits, storage rules and timeouts.</summary>

@@ -17,6 +17,9 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
         Positive(errors, "StateMesh:Rpc:AckTimeout", options.Rpc.AckTimeout);
         Positive(errors, "StateMesh:Rpc:ResponseTimeout", options.Rpc.ResponseTimeout);
         Positive(errors, "StateMesh:Listen:ResponseTimeout", options.Listen.ResponseTimeout);
+        Annotated(errors, "StateMesh:Records", options.Records);
+        Annotated(errors, "StateMesh:Limits", options.Limits);
+        Positive(errors, "StateMesh:Limits:HttpTokenLifetime", options.Limits.HttpTokenLifetime);
         if (string.IsNullOrWhiteSpace(options.NodeName))
         {
             errors.Add("StateMesh:NodeName must not be empty.");
@@ -39,6 +42,20 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
             Json(errors, $"StateMesh:Users:{user}:ServerData", u.ServerData);
         }
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    /// <summary>The [Range] rules of a nested section (data annotations do not look inside nested objects).</summary>
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "The options types are kept: they are bound from configuration.")]
+    private static void Annotated(List<string> errors, string section, object value)
+    {
+        var results = new List<System.ComponentModel.DataAnnotations.ValidationResult>();
+        if (!System.ComponentModel.DataAnnotations.Validator.TryValidateObject(value, new System.ComponentModel.DataAnnotations.ValidationContext(value), results, validateAllProperties: true))
+        {
+            foreach (var result in results)
+            {
+                errors.Add($"{section}:{string.Join(",", result.MemberNames)}: {result.ErrorMessage}");
+            }
+        }
     }
 
     private static void Positive(List<string> errors, string key, TimeSpan value)

@@ -17,13 +17,20 @@ internal sealed class ListenRegistry : IDisposable
     private readonly Topic _topic;
     private readonly Func<SubscriptionRegistry> _subscribers;
     private readonly object _gate = new();
-    private readonly List<Listener> _listeners = [];
+    // Copy on write: matching reads a snapshot without the gate, so no pattern runs under a lock others need.
+    private volatile Listener[] _listeners = [];
     private readonly Dictionary<string, Listener> _accepted = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Search> _searches = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _turnedDownAt = new(StringComparer.Ordinal);
     private readonly ITimer _rematch;
 
-    private sealed record Listener(Session Session, string Pattern, Regex Regex);
+    private sealed class Listener(Session session, string pattern, Regex regex)
+    {
+        public Session Session { get; } = session;
+        public string Pattern { get; } = pattern;
+        public Regex Regex { get; } = regex;
+        public volatile bool Removed;
+    }
 
     private sealed class Search
     {
@@ -45,6 +52,9 @@ internal sealed class ListenRegistry : IDisposable
 
     private int Action(EventAction events, RecordAction records) => IsRecords ? (int)records : (int)events;
 
+    /// <summary>Listeners registered now, for tests and metrics.</summary>
+    public int ListenerCount => _listeners.Length;
+
     public Session? ProviderOf(string name)
     {
         lock (_gate)
@@ -56,39 +66,86 @@ internal sealed class ListenRegistry : IDisposable
     public void Listen(Session session, Message message)
     {
         var pattern = message.Name;
-        Regex regex;
-        try
+        var limits = _node.Options.Limits;
+        if (string.IsNullOrEmpty(pattern) || pattern.Length > limits.MaxListenPatternLength)
         {
-            regex = new Regex(pattern ?? throw new ArgumentException("no pattern"), RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100));
+            session.SendError(message, Action(EventAction.InvalidListenRegex, RecordAction.InvalidListenRegex),
+                string.IsNullOrEmpty(pattern) ? "LISTEN needs a pattern" : $"a listen pattern may have at most {limits.MaxListenPatternLength} characters");
+            return;
         }
-        catch (ArgumentException)
+        if (!TryCompile(pattern, out var regex, out var why))
         {
-            session.SendError(message, Action(EventAction.InvalidListenRegex, RecordAction.InvalidListenRegex), $"'{pattern}' is not a valid regular expression");
+            session.SendError(message, Action(EventAction.InvalidListenRegex, RecordAction.InvalidListenRegex), $"'{pattern}' is not a usable regular expression: {why}");
+            return;
+        }
+        if (session.ListenPatterns.ContainsKey((_topic, pattern)))
+        {
+            session.SendError(message, Action(EventAction.MultipleSubscriptions, RecordAction.MultipleSubscriptions), $"already listening to '{pattern}'");
+            return;
+        }
+        if (session.ListenPatterns.Count >= limits.ListenPatternsPerConnection)
+        {
+            session.SendError(message, Action(EventAction.MessageDenied, RecordAction.MessageDenied), $"a connection may listen to at most {limits.ListenPatternsPerConnection} patterns");
+            return;
+        }
+        if (!_node.Limits.ListenPatterns.TryTake())
+        {
+            session.SendError(message, Action(EventAction.MessageDenied, RecordAction.MessageDenied), $"the node holds its maximum of {limits.ListenPatternsPerNode} listen patterns");
             return;
         }
         if (!session.ListenPatterns.TryAdd((_topic, pattern), 0))
         {
+            _node.Limits.ListenPatterns.Release();
             session.SendError(message, Action(EventAction.MultipleSubscriptions, RecordAction.MultipleSubscriptions), $"already listening to '{pattern}'");
             return;
         }
         var listener = new Listener(session, pattern, regex);
         lock (_gate)
         {
-            _listeners.Add(listener);
+            _listeners = [.. _listeners, listener];
         }
         // Names already subscribed that this listener could provide; their offers go out before the ack, so that
-        // once the listener has its ack, every offer due at that moment has reached it.
+        // once the listener has its ack, every offer due at that moment has reached it. Matching runs outside the gate.
         foreach (var name in _subscribers().Names)
         {
             if (Matches(listener, name))
             {
+                var candidates = CandidatesFor(name);
                 lock (_gate)
                 {
-                    StartSearchIfNeeded(name, ignoreCooldown: true);
+                    StartSearchIfNeeded(name, candidates, ignoreCooldown: true);
                 }
             }
         }
         session.Send(new Message { Topic = _topic, Action = message.Action, Name = pattern, IsAck = true, CorrelationId = message.CorrelationId });
+    }
+
+    /// <summary>
+    /// Compiles a listen pattern for matching in time linear in the name (no backtracking), so no pattern can make a
+    /// match slow. Constructs that need backtracking (backreferences, lookarounds, atomic groups) are refused.
+    /// </summary>
+    internal static bool TryCompile(string pattern, out Regex regex, out string why)
+    {
+        regex = null!;
+        why = "";
+        try
+        {
+            regex = new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.NonBacktracking);
+            return true;
+        }
+        catch (NotSupportedException ex)
+        {
+            why = ex.Message;
+        }
+        catch (ArgumentException ex)
+        {
+            why = ex.Message;
+        }
+        catch (OutOfMemoryException)
+        {
+            why = "the pattern is too large";
+        }
+        return false;
     }
 
     public void Unlisten(Session session, Message message)
@@ -99,10 +156,13 @@ internal sealed class ListenRegistry : IDisposable
             session.SendError(message, Action(EventAction.NotSubscribed, RecordAction.NotSubscribed), $"not listening to '{pattern}'");
             return;
         }
+        _node.Limits.ListenPatterns.Release();
+        List<string> orphaned;
         lock (_gate)
         {
-            RemoveListeners(l => ReferenceEquals(l.Session, session) && l.Pattern == pattern, tellProvider: true);
+            orphaned = RemoveListeners(l => ReferenceEquals(l.Session, session) && l.Pattern == pattern, tellProvider: true);
         }
+        SearchAgain(orphaned);
         session.Send(new Message { Topic = _topic, Action = message.Action, Name = pattern, IsAck = true, CorrelationId = message.CorrelationId });
     }
 
@@ -145,13 +205,26 @@ internal sealed class ListenRegistry : IDisposable
     /// <summary>A session subscribed to a name: the first subscriber starts a search; later ones on records hear about a provider.</summary>
     public void OnSubscribed(Session session, string name, int subscribers)
     {
+        if (subscribers == 1)
+        {
+            if (_listeners.Length == 0)
+            {
+                return;
+            }
+            var candidates = CandidatesFor(name);
+            if (candidates.Count == 0)
+            {
+                return;
+            }
+            lock (_gate)
+            {
+                StartSearchIfNeeded(name, candidates, ignoreCooldown: true);
+            }
+            return;
+        }
         lock (_gate)
         {
-            if (subscribers == 1)
-            {
-                StartSearchIfNeeded(name, ignoreCooldown: true);
-            }
-            else if (IsRecords && _accepted.ContainsKey(name))
+            if (IsRecords && _accepted.ContainsKey(name))
             {
                 session.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.SubscriptionHasProvider, Name = name });
             }
@@ -181,24 +254,42 @@ internal sealed class ListenRegistry : IDisposable
 
     public void RemoveSession(Session session)
     {
-        lock (_gate)
-        {
-            RemoveListeners(l => ReferenceEquals(l.Session, session), tellProvider: false);
-        }
         if (!session.HasListenPatterns)
         {
+            // Never listened (or not any more): nothing it could provide or be offered.
             return;
         }
+        List<string> orphaned;
+        lock (_gate)
+        {
+            orphaned = RemoveListeners(l => ReferenceEquals(l.Session, session), tellProvider: false);
+        }
+        SearchAgain(orphaned);
         foreach (var key in session.ListenPatterns.Keys.Where(k => k.Topic == _topic).ToArray())
         {
-            session.ListenPatterns.TryRemove(key, out _);
+            if (session.ListenPatterns.TryRemove(key, out _))
+            {
+                _node.Limits.ListenPatterns.Release();
+            }
         }
     }
 
-    /// <summary>Removes listeners: names they provide lose their provider (and are searched again), offers to them move on. Under the gate.</summary>
-    private void RemoveListeners(Func<Listener, bool> which, bool tellProvider)
+    /// <summary>
+    /// Removes listeners: names they provided lose their provider, offers to them move on. Under the gate; returns the
+    /// names that need a new search, which the caller starts once it has left the gate (matching runs outside it).
+    /// </summary>
+    private List<string> RemoveListeners(Func<Listener, bool> which, bool tellProvider)
     {
-        _listeners.RemoveAll(l => which(l));
+        var orphaned = new List<string>();
+        var removed = _listeners.Where(which).ToArray();
+        if (removed.Length > 0)
+        {
+            foreach (var listener in removed)
+            {
+                listener.Removed = true;
+            }
+            _listeners = _listeners.Where(l => !l.Removed).ToArray();
+        }
         foreach (var (name, provider) in _accepted.Where(kv => which(kv.Value)).ToArray())
         {
             _accepted.Remove(name);
@@ -213,7 +304,7 @@ internal sealed class ListenRegistry : IDisposable
             }
             if (subscribers.Length > 0)
             {
-                StartSearchIfNeeded(name, ignoreCooldown: true);
+                orphaned.Add(name);
             }
         }
         foreach (var (name, search) in _searches.ToArray())
@@ -229,6 +320,7 @@ internal sealed class ListenRegistry : IDisposable
                 OfferNext(name, search);
             }
         }
+        return orphaned;
     }
 
     private Message Removed(string pattern, string name) => new()
@@ -236,31 +328,44 @@ internal sealed class ListenRegistry : IDisposable
         Topic = _topic, Action = Action(EventAction.SubscriptionForPatternRemoved, RecordAction.SubscriptionForPatternRemoved), Name = pattern, Subscription = name,
     };
 
-    private static bool Matches(Listener listener, string name)
+    private static bool Matches(Listener listener, string name) => !listener.Removed && listener.Regex.IsMatch(name);
+
+    /// <summary>The listeners whose pattern matches the name, in random order. Outside the gate.</summary>
+    private List<Listener> CandidatesFor(string name)
     {
-        try
+        var candidates = new List<Listener>();
+        foreach (var listener in _listeners)
         {
-            return listener.Regex.IsMatch(name);
+            if (Matches(listener, name))
+            {
+                candidates.Add(listener);
+            }
         }
-        catch (RegexMatchTimeoutException)
+        Random.Shared.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(candidates));
+        return candidates;
+    }
+
+    /// <summary>Names that lost their provider are offered to the listeners left. Outside the gate.</summary>
+    private void SearchAgain(List<string> names)
+    {
+        foreach (var name in names)
         {
-            return false;
+            var candidates = CandidatesFor(name);
+            lock (_gate)
+            {
+                StartSearchIfNeeded(name, candidates, ignoreCooldown: true);
+            }
         }
     }
 
-    /// <summary>Starts offering a subscribed name without a provider to matching listeners. Under the gate.</summary>
-    private void StartSearchIfNeeded(string name, bool ignoreCooldown)
+    /// <summary>Starts offering a subscribed name without a provider to the given matching listeners. Under the gate.</summary>
+    private void StartSearchIfNeeded(string name, List<Listener> candidates, bool ignoreCooldown)
     {
-        if (_accepted.ContainsKey(name) || _searches.ContainsKey(name))
+        if (candidates.Count == 0 || _accepted.ContainsKey(name) || _searches.ContainsKey(name))
         {
             return;
         }
         if (!ignoreCooldown && _turnedDownAt.TryGetValue(name, out var at) && _node.Time.GetElapsedTime(at) < _node.Options.Listen.MatchCooldown)
-        {
-            return;
-        }
-        var candidates = _listeners.Where(l => Matches(l, name)).OrderBy(_ => Random.Shared.Next()).ToList();
-        if (candidates.Count == 0)
         {
             return;
         }
@@ -274,7 +379,7 @@ internal sealed class ListenRegistry : IDisposable
     {
         while (search.Candidates.TryDequeue(out var next))
         {
-            if (!_listeners.Contains(next) || next.Session.State != SessionState.Open)
+            if (next.Removed || next.Session.State != SessionState.Open)
             {
                 continue;
             }
@@ -315,15 +420,26 @@ internal sealed class ListenRegistry : IDisposable
 
     private void Rematch()
     {
-        lock (_gate)
+        if (_listeners.Length == 0)
         {
-            if (_listeners.Count == 0)
+            return;
+        }
+        foreach (var name in _subscribers().Names)
+        {
+            bool due;
+            lock (_gate)
             {
-                return;
+                due = !_accepted.ContainsKey(name) && !_searches.ContainsKey(name)
+                    && !(_turnedDownAt.TryGetValue(name, out var at) && _node.Time.GetElapsedTime(at) < _node.Options.Listen.MatchCooldown);
             }
-            foreach (var name in _subscribers().Names)
+            if (!due)
             {
-                StartSearchIfNeeded(name, ignoreCooldown: false);
+                continue;
+            }
+            var candidates = CandidatesFor(name);
+            lock (_gate)
+            {
+                StartSearchIfNeeded(name, candidates, ignoreCooldown: false);
             }
         }
     }

@@ -187,10 +187,29 @@ internal static class RecordPath
 
     private static string Key(PathToken token) => token.Property ?? token.Index.ToString(CultureInfo.InvariantCulture);
 
-    /// <summary>Sets the value at the path, creating what is missing. False (with a reason) when the path cannot apply to this data.</summary>
-    public static bool TrySet(JsonNode root, ReadOnlySpan<PathToken> tokens, JsonNode? value, out string error)
+    /// <summary>
+    /// Sets the value at the path, creating what is missing. False (with a reason) when the path cannot apply to this
+    /// data, or when it would grow arrays by more than the allowed number of elements in all: that is checked before
+    /// anything grows, so a short path cannot make anyone allocate much.
+    /// </summary>
+    public static bool TrySet(JsonNode root, ReadOnlySpan<PathToken> tokens, JsonNode? value, out string error) =>
+        TrySet(root, tokens, value, DefaultMaxGrowth, out error);
+
+    /// <summary>The growth allowed where no record size bounds it (a client applying its own or a node's patch).</summary>
+    public const int DefaultMaxGrowth = 1 << 20;
+
+    /// <summary>
+    /// Sets the value at the path, creating what is missing; arrays grow by at most <paramref name="maxGrowth"/> elements.
+    /// </summary>
+    public static bool TrySet(JsonNode root, ReadOnlySpan<PathToken> tokens, JsonNode? value, int maxGrowth, out string error)
     {
         error = "";
+        var growth = GrowthOf(root, tokens);
+        if (growth > maxGrowth)
+        {
+            error = $"the path would add {growth} array elements; at most {maxGrowth} fit in a record";
+            return false;
+        }
         var node = root;
         for (var t = 0; t < tokens.Length - 1; t++)
         {
@@ -209,6 +228,25 @@ internal static class RecordPath
             node = created;
         }
         return TryAssign(node, tokens[^1], value, out error);
+    }
+
+    /// <summary>How many elements setting the path would add to arrays (new ones included), without changing anything.</summary>
+    internal static long GrowthOf(JsonNode root, ReadOnlySpan<PathToken> tokens)
+    {
+        long growth = 0;
+        // The container at this step; null when it does not exist yet and setting would create it.
+        JsonNode? node = root;
+        foreach (var token in tokens)
+        {
+            if (token.IsIndex && node is JsonArray or null)
+            {
+                var existing = node is JsonArray array ? array.Count : 0;
+                growth += Math.Max(0, token.Index + 1 - existing);
+            }
+            var child = node is null ? null : Child(node, token);
+            node = child is JsonObject or JsonArray ? child : null;
+        }
+        return growth;
     }
 
     private static bool TryAssign(JsonNode node, PathToken token, JsonNode? value, out string error)

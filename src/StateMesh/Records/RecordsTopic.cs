@@ -24,6 +24,25 @@ internal sealed class RecordsTopic
     private readonly IRecordStorage _storage;
     private readonly RecordOptions _options;
     private readonly SemaphoreSlim[] _locks = new SemaphoreSlim[Stripes];
+    private readonly SemaphoreSlim _storageSlots;
+    private readonly UnsubscribedRecords _unsubscribed;
+    private int _evicting;
+
+    /// <summary>
+    /// Records with writes accepted by the store but not yet durable. Until a write is durable nobody sees it (no
+    /// broadcast, no read, no conflict answer shows it), so a crash can never bring its version back with other data:
+    /// readers see <see cref="Pending.Shown"/>, the newest state that is both durable and broadcast.
+    /// </summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Pending> _pending = new(StringComparer.Ordinal);
+
+    private sealed class Pending(RecordState? shown)
+    {
+        public RecordState? Shown = shown;
+        public int Count;
+        public bool Dead;
+        public bool Failed;
+        public Task Tail = Task.CompletedTask;
+    }
 
     public RecordsTopic(NodeEngine node, IRecordStore store, IRecordStorage storage)
     {
@@ -32,6 +51,8 @@ internal sealed class RecordsTopic
         _storage = storage;
         _options = node.Options.Records;
         Listening = new Listening.ListenRegistry(node, Topic.Record, () => Registry);
+        _storageSlots = new SemaphoreSlim(node.Options.Limits.PendingStorageWrites, node.Options.Limits.PendingStorageWrites);
+        _unsubscribed = new UnsubscribedRecords(node.Options.Limits.CachedRecords, node.Options.Limits.CachedRecordBytes);
         for (var i = 0; i < Stripes; i++)
         {
             _locks[i] = new SemaphoreSlim(1, 1);
@@ -39,6 +60,9 @@ internal sealed class RecordsTopic
     }
 
     public SubscriptionRegistry Registry { get; } = new();
+
+    /// <summary>The record store (for tests that look at what the node holds in memory).</summary>
+    internal IRecordStore Store => _store;
 
     public Listening.ListenRegistry Listening { get; }
 
@@ -114,17 +138,19 @@ internal sealed class RecordsTopic
         return false;
     }
 
-    private readonly record struct Loaded(RecordState? State, RecordAction? Error, string? Description);
+    /// <summary>A load's result; <see cref="Subscribers"/> is the name's subscriber count when the load also subscribed (else 0).</summary>
+    private readonly record struct Loaded(RecordState? State, RecordAction? Error, string? Description, int Subscribers = 0);
 
     /// <summary>Store first, then storage (promoting what it finds), each under its own timeout.</summary>
     private async ValueTask<Loaded> LoadAsync(string name)
     {
-        var fromStore = await ReadAsync(_store.GetAsync(name, CancellationToken.None), name, _options.CacheRetrievalTimeout, RecordAction.CacheRetrievalTimeout, "the record store").ConfigureAwait(false);
+        var fromStore = await ReadAsync(Guard(_store.GetAsync, name), name, _options.CacheRetrievalTimeout, RecordAction.CacheRetrievalTimeout, "the record store").ConfigureAwait(false);
         if (fromStore.Error is not null || fromStore.State is not null || IsExcluded(name))
         {
             return fromStore;
         }
-        var fromStorage = await ReadAsync(_storage.GetAsync(name, CancellationToken.None), name, _options.StorageRetrievalTimeout, RecordAction.StorageRetrievalTimeout, "storage").ConfigureAwait(false);
+        // On the thread pool: an adapter that reads synchronously (SQLite does) cannot hold this connection past the timeout.
+        var fromStorage = await ReadAsync(new ValueTask<RecordState?>(Task.Run(() => Guard(_storage.GetAsync, name).AsTask())), name, _options.StorageRetrievalTimeout, RecordAction.StorageRetrievalTimeout, "storage").ConfigureAwait(false);
         if (fromStorage.Error is not null)
         {
             return fromStorage;
@@ -137,8 +163,25 @@ internal sealed class RecordsTopic
             {
                 state = current;
             }
+            else if (Registry.Get(name).Length == 0)
+            {
+                Remember(name, found.Data.Length);
+            }
         }
         return new Loaded(state, null, null);
+    }
+
+    /// <summary>An adapter that throws instead of returning a faulted task fails the read, not the connection.</summary>
+    private static ValueTask<RecordState?> Guard(Func<string, CancellationToken, ValueTask<RecordState?>> read, string name)
+    {
+        try
+        {
+            return read(name, CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException<RecordState?>(ex);
+        }
     }
 
     /// <summary>One read, bounded in time; a timeout and a failure are different errors.</summary>
@@ -155,9 +198,51 @@ internal sealed class RecordsTopic
         }
         catch (Exception ex)
         {
+            // The details go to the log; the peer hears only which part failed.
             RecordLog.LoadFailed(_node.Logger, name, ex);
-            return new Loaded(null, RecordAction.RecordLoadError, $"{source} failed: {ex.Message}");
+            return new Loaded(null, RecordAction.RecordLoadError, $"{source} failed to load the record");
         }
+    }
+
+    /// <summary>
+    /// What a reader may be shown: the newest durable state, never a write still on its way to storage. Under the
+    /// record's lock (so no write is accepted meanwhile). When <paramref name="subscribe"/> is given, the session is
+    /// subscribed in the same step as the state is read, so that it misses no broadcast and sees none twice over.
+    /// </summary>
+    private async ValueTask<Loaded> LoadVisibleAsync(string name, Session? subscribe, bool create = false, bool reserved = false)
+    {
+        if (_pending.TryGetValue(name, out var pending))
+        {
+            lock (pending)
+            {
+                if (!pending.Dead)
+                {
+                    // A record whose first write is still on its way reads as created and empty.
+                    var shown = pending.Shown ?? (create ? RecordState.Empty : null);
+                    var count = subscribe is null ? 0 : SubscribeUnderLock(subscribe, name, reserved);
+                    return new Loaded(shown, null, null, count);
+                }
+            }
+        }
+        var loaded = await LoadAsync(name).ConfigureAwait(false);
+        if (loaded.Error is null && loaded.State is null && create)
+        {
+            var created = await _store.CompareAndSetAsync(name, -1, RecordState.Empty, CancellationToken.None).ConfigureAwait(false);
+            var state = created.Succeeded ? RecordState.Empty : created.Current ?? RecordState.Empty;
+            if (created.Succeeded && !IsExcluded(name))
+            {
+                // Version 0 is always {}: showing it before it is durable can never show two datas for one version.
+                await _storageSlots.WaitAsync().ConfigureAwait(false);
+                _ = PersistAsync(name, RecordState.Empty, releaseSlot: true).ContinueWith(
+                    static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+            loaded = new Loaded(state, null, null);
+        }
+        if (loaded.Error is null && subscribe is not null)
+        {
+            loaded = loaded with { Subscribers = SubscribeUnderLock(subscribe, name, reserved) };
+        }
+        return loaded;
     }
 
     private void SendLoadError(Session session, Message request, string name, Loaded loaded) =>
@@ -180,31 +265,28 @@ internal sealed class RecordsTopic
                 session.SendError(message with { Names = null, Name = name }, (int)RecordAction.InvalidMessageData, "a record name must not be empty");
                 continue;
             }
+            if (MaySubscribe(session, message, name) is not { } reserved)
+            {
+                continue;
+            }
+            Loaded loaded;
             using (await LockAsync(name).ConfigureAwait(false))
             {
-                var loaded = await LoadAsync(name).ConfigureAwait(false);
+                loaded = await LoadVisibleAsync(name, session, create, reserved).ConfigureAwait(false);
                 if (loaded.Error is not null)
                 {
+                    ReleaseReservation(reserved);
                     SendLoadError(session, message, name, loaded);
                     continue;
                 }
                 var state = loaded.State;
-                if (state is null && create)
-                {
-                    var created = await _store.CompareAndSetAsync(name, -1, RecordState.Empty, CancellationToken.None).ConfigureAwait(false);
-                    state = created.Succeeded ? RecordState.Empty : created.Current ?? RecordState.Empty;
-                    if (created.Succeeded && !IsExcluded(name))
-                    {
-                        _ = PersistAsync(name, RecordState.Empty);
-                    }
-                }
-                Subscribe(session, name);
                 session.Send(new Message
                 {
                     Topic = Topic.Record, Action = (int)RecordAction.ReadResponse, Name = name,
                     Version = state?.Version ?? -1, Data = state?.Data ?? RecordState.Empty.Data,
                 });
             }
+            AfterSubscribed(session, name, loaded.Subscribers);
         }
     }
 
@@ -220,20 +302,21 @@ internal sealed class RecordsTopic
         var missing = new List<string>();
         foreach (var name in names)
         {
-            if (name.Length == 0)
+            if (name.Length == 0 || MaySubscribe(session, message, name) is not { } reserved)
             {
                 continue;
             }
+            Loaded loaded;
             using (await LockAsync(name).ConfigureAwait(false))
             {
                 // Under the lock, as for subscribe-and-read: no write slips between the version read and the subscription.
-                var loaded = await LoadAsync(name).ConfigureAwait(false);
+                loaded = await LoadVisibleAsync(name, session, reserved: reserved).ConfigureAwait(false);
                 if (loaded.Error is not null)
                 {
+                    ReleaseReservation(reserved);
                     SendLoadError(session, message, name, loaded);
                     continue;
                 }
-                Subscribe(session, name);
                 if (loaded.State is { } state)
                 {
                     versions[name] = state.Version;
@@ -243,6 +326,7 @@ internal sealed class RecordsTopic
                     missing.Add(name);
                 }
             }
+            AfterSubscribed(session, name, loaded.Subscribers);
         }
         session.Send(message with { IsAck = true, Data = null });
         if (versions.Count > 0)
@@ -268,9 +352,13 @@ internal sealed class RecordsTopic
         {
             if (subscribe)
             {
-                if (!Subscribe(session, name))
+                if (session.RecordSubscriptions.ContainsKey(name))
                 {
                     session.SendError(new Message { Topic = Topic.Record, Action = message.Action, Name = name }, (int)RecordAction.MultipleSubscriptions, null);
+                }
+                else if (MaySubscribe(session, message, name) is { } reserved)
+                {
+                    AfterSubscribed(session, name, SubscribeUnderLock(session, name, reserved));
                 }
             }
             else if (!Unsubscribe(session, name))
@@ -281,14 +369,64 @@ internal sealed class RecordsTopic
         session.Send(new Message { Topic = Topic.Record, Action = message.Action, CorrelationId = message.CorrelationId, IsAck = true });
     }
 
-    private bool Subscribe(Session session, string name)
+    /// <summary>
+    /// Checks a new subscription against the connection's and the node's bounds (MESSAGE_DENIED past either). Null when
+    /// denied; true when a place was reserved, which becomes a subscription or is given back; false when the session is
+    /// subscribed already (subscribe-and-read answers again without a second subscription).
+    /// </summary>
+    private bool? MaySubscribe(Session session, Message request, string name)
     {
-        if (!session.RecordSubscriptions.TryAdd(name, 0))
+        var limits = _node.Options.Limits;
+        if (session.RecordSubscriptions.ContainsKey(name))
         {
             return false;
         }
-        Listening.OnSubscribed(session, name, Registry.Add(name, session));
+        if (session.RecordSubscriptionCount >= limits.RecordSubscriptionsPerConnection)
+        {
+            session.SendError(request with { Names = null, Name = name }, (int)RecordAction.MessageDenied, $"a connection may subscribe to at most {limits.RecordSubscriptionsPerConnection} records");
+            return null;
+        }
+        if (!_node.Limits.Subscriptions.TryTake())
+        {
+            session.SendError(request with { Names = null, Name = name }, (int)RecordAction.MessageDenied, $"the node holds its maximum of {limits.SubscriptionsPerNode} subscriptions");
+            return null;
+        }
         return true;
+    }
+
+    private void ReleaseReservation(bool reserved)
+    {
+        if (reserved)
+        {
+            _node.Limits.Subscriptions.Release();
+        }
+    }
+
+    /// <summary>Subscribes; under the record's lock. Returns the name's subscriber count, or 0 when it was subscribed already.</summary>
+    private int SubscribeUnderLock(Session session, string name, bool reserved)
+    {
+        if (!session.RecordSubscriptions.TryAdd(name, 0))
+        {
+            ReleaseReservation(reserved);
+            return 0;
+        }
+        if (!reserved)
+        {
+            // Subscribed meanwhile and unsubscribed again: this subscription still counts against the node.
+            _node.Limits.Subscriptions.Add();
+        }
+        Interlocked.Increment(ref session.RecordSubscriptionCount);
+        _unsubscribed.Forget(name);
+        return Registry.Add(name, session);
+    }
+
+    /// <summary>Outside the record's lock: a new subscription is told to the listeners (user patterns run here).</summary>
+    private void AfterSubscribed(Session session, string name, int subscribers)
+    {
+        if (subscribers > 0)
+        {
+            Listening.OnSubscribed(session, name, subscribers);
+        }
     }
 
     private bool Unsubscribe(Session session, string name)
@@ -297,9 +435,16 @@ internal sealed class RecordsTopic
         {
             return false;
         }
+        Interlocked.Decrement(ref session.RecordSubscriptionCount);
+        _node.Limits.Subscriptions.Release();
         if (Registry.Remove(name, session) == 0)
         {
             Listening.OnLastUnsubscribed(name);
+            if (!IsExcluded(name))
+            {
+                var held = _store.GetAsync(name, CancellationToken.None);
+                Remember(name, held.IsCompletedSuccessfully && held.Result is { } state ? state.Data.Length : 0);
+            }
         }
         return true;
     }
@@ -325,7 +470,11 @@ internal sealed class RecordsTopic
             session.SendError(message, (int)RecordAction.InvalidMessageData, "READ and HEAD need a record name");
             return;
         }
-        var loaded = await LoadAsync(name).ConfigureAwait(false);
+        Loaded loaded;
+        using (await LockAsync(name).ConfigureAwait(false))
+        {
+            loaded = await LoadVisibleAsync(name, subscribe: null).ConfigureAwait(false);
+        }
         if (loaded.Error is not null)
         {
             SendLoadError(session, message, name, loaded);
@@ -395,7 +544,9 @@ internal sealed class RecordsTopic
             }
         }
 
-        Task durable;
+        Task? durable = null;
+        Task? shown = null;
+        Task? conflictShown = null;
         using (await LockAsync(name).ConfigureAwait(false))
         {
             var loaded = await LoadAsync(name).ConfigureAwait(false);
@@ -414,48 +565,199 @@ internal sealed class RecordsTopic
             switch (RecordVersions.Check(current.Version, requested, out var version))
             {
                 case VersionCheck.Exists:
-                    session.Send(WriteError(message, RecordAction.VersionExists) with { Version = current.Version, Data = current.Data });
-                    return;
+                    // The writer is shown the record as it is, once what it conflicts with is durable (never before).
+                    conflictShown = TailOf(name);
+                    if (conflictShown is null)
+                    {
+                        session.Send(WriteError(message, RecordAction.VersionExists) with { Version = current.Version, Data = current.Data });
+                        return;
+                    }
+                    break;
                 case VersionCheck.Gap:
                     session.Send(WriteError(message, RecordAction.InvalidVersion) with { Version = current.Version, Data = null });
                     return;
             }
-            ReadOnlyMemory<byte> next;
-            if (patch || erase)
+            if (conflictShown is null)
             {
-                if (!TryApplyPath(current.Data, tokens, erase ? null : message.Data, out next, out var applyError))
+                ReadOnlyMemory<byte> next;
+                if (patch || erase)
                 {
-                    session.SendError(message, (int)RecordAction.InvalidMessageData, applyError);
+                    if (!TryApplyPath(current.Data, tokens, erase ? null : message.Data, _options.MaxDocumentSize, out next, out var applyError))
+                    {
+                        session.SendError(message, (int)RecordAction.InvalidMessageData, applyError);
+                        return;
+                    }
+                }
+                else
+                {
+                    next = message.Data!.Value;
+                }
+                if (next.Length > _options.MaxDocumentSize)
+                {
+                    session.SendError(message, (int)RecordAction.InvalidMessageData, $"the record would be {next.Length} bytes; records may hold at most {_options.MaxDocumentSize}");
                     return;
                 }
+                var state = new RecordState(version, next);
+                var excluded = IsExcluded(name);
+                if (!excluded)
+                {
+                    // Back-pressure: past the bound of writes waiting for storage, the writer waits here.
+                    await _storageSlots.WaitAsync().ConfigureAwait(false);
+                }
+                var swapped = await _store.CompareAndSetAsync(name, exists ? current.Version : -1, state, CancellationToken.None).ConfigureAwait(false);
+                if (!swapped.Succeeded)
+                {
+                    if (!excluded)
+                    {
+                        _storageSlots.Release();
+                    }
+                    // Another node won this version: the writer merges as with any conflict.
+                    var now = swapped.Current ?? RecordState.Empty;
+                    session.Send(WriteError(message, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
+                    return;
+                }
+                var broadcast = patch || erase
+                    ? new Message { Topic = Topic.Record, Action = (int)RecordAction.Patch, Name = name, Version = version, Path = message.Path, Data = erase ? null : message.Data }
+                    : new Message { Topic = Topic.Record, Action = (int)RecordAction.Update, Name = name, Version = version, Data = next };
+                durable = excluded ? Task.CompletedTask : PersistAsync(name, state, releaseSlot: true);
+                shown = ShowWhenDurable(name, loaded.State, state, durable, broadcast, session);
+                if (!excluded && Registry.Get(name).Length == 0)
+                {
+                    Remember(name, next.Length);
+                }
             }
-            else
+        }
+        if (conflictShown is not null)
+        {
+            await conflictShown.ConfigureAwait(false);
+            Loaded now;
+            using (await LockAsync(name).ConfigureAwait(false))
             {
-                next = message.Data!.Value;
+                now = await LoadVisibleAsync(name, subscribe: null).ConfigureAwait(false);
             }
-            if (next.Length > _options.MaxDocumentSize)
-            {
-                session.SendError(message, (int)RecordAction.InvalidMessageData, $"the record would be {next.Length} bytes; records may hold at most {_options.MaxDocumentSize}");
-                return;
-            }
-            var state = new RecordState(version, next);
-            var swapped = await _store.CompareAndSetAsync(name, exists ? current.Version : -1, state, CancellationToken.None).ConfigureAwait(false);
-            if (!swapped.Succeeded)
-            {
-                // Another node won this version: the writer merges as with any conflict.
-                var now = swapped.Current ?? RecordState.Empty;
-                session.Send(WriteError(message, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
-                return;
-            }
-            durable = IsExcluded(name) ? Task.CompletedTask : PersistAsync(name, state);
-            var broadcast = patch || erase
-                ? new Message { Topic = Topic.Record, Action = (int)RecordAction.Patch, Name = name, Version = version, Path = message.Path, Data = erase ? null : message.Data }
-                : new Message { Topic = Topic.Record, Action = (int)RecordAction.Update, Name = name, Version = version, Data = next };
-            Fanout.Send(broadcast, Registry.Get(name), session);
+            var state = now.State ?? RecordState.Empty;
+            session.Send(WriteError(message, RecordAction.VersionExists) with { Version = state.Version, Data = state.Data });
+            return;
         }
         if (message.IsWriteAck)
         {
-            _ = AcknowledgeWhenDurableAsync(session, message, durable);
+            _ = AcknowledgeWhenDurableAsync(session, message, durable!, shown!);
+        }
+    }
+
+    /// <summary>The task that completes once every write of the record accepted so far is durable and broadcast; null when none is pending.</summary>
+    private Task? TailOf(string name)
+    {
+        if (_pending.TryGetValue(name, out var pending))
+        {
+            lock (pending)
+            {
+                return pending.Dead ? null : pending.Tail;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Broadcasts an accepted write once it is durable, after every earlier write of the record (so versions go out in
+    /// order). Under the record's lock. A write already durable with nothing before it goes out at once.
+    /// </summary>
+    private Task ShowWhenDurable(string name, RecordState? before, RecordState state, Task durable, Message broadcast, Session writer)
+    {
+        if (durable.IsCompletedSuccessfully && !_pending.ContainsKey(name))
+        {
+            Fanout.Send(broadcast, Registry.Get(name), writer);
+            return Task.CompletedTask;
+        }
+        while (true)
+        {
+            var pending = _pending.GetOrAdd(name, static (_, shown) => new Pending(shown), before);
+            TaskCompletionSource done;
+            Task previous;
+            lock (pending)
+            {
+                if (pending.Dead)
+                {
+                    continue;
+                }
+                pending.Count++;
+                previous = pending.Tail;
+                done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                pending.Tail = done.Task;
+            }
+            _ = ShowAsync(name, pending, previous, state, durable, broadcast, writer, done);
+            return done.Task;
+        }
+    }
+
+    private async Task ShowAsync(string name, Pending pending, Task previous, RecordState state, Task durable, Message broadcast, Session writer, TaskCompletionSource done)
+    {
+        var stored = true;
+        try
+        {
+            await durable.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Logged by PersistAsync; the writer hears of it through its acknowledgement.
+            stored = false;
+        }
+        await previous.ConfigureAwait(false);
+        bool recover;
+        lock (pending)
+        {
+            if (stored)
+            {
+                pending.Shown = state;
+                Fanout.Send(broadcast, Registry.Get(name), writer);
+            }
+            else
+            {
+                pending.Failed = true;
+            }
+            recover = --pending.Count == 0 && pending.Failed;
+            if (pending.Count == 0 && !pending.Failed)
+            {
+                pending.Dead = true;
+                _pending.TryRemove(new KeyValuePair<string, Pending>(name, pending));
+            }
+        }
+        done.SetResult();
+        if (recover)
+        {
+            await ForgetUnstoredAsync(name, pending).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// A write that storage refused is in the store but must never be shown: the store forgets the record, so that the
+    /// next load reads what storage holds. Until then readers keep seeing the last durable state.
+    /// </summary>
+    private async Task ForgetUnstoredAsync(string name, Pending pending)
+    {
+        using (await LockAsync(name).ConfigureAwait(false))
+        {
+            lock (pending)
+            {
+                if (pending.Count > 0 || pending.Dead)
+                {
+                    // A later write is still on its way; its completion comes back here.
+                    return;
+                }
+            }
+            try
+            {
+                await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                RecordLog.StoreFailed(_node.Logger, name, -1, ex);
+            }
+            lock (pending)
+            {
+                pending.Dead = true;
+                _pending.TryRemove(new KeyValuePair<string, Pending>(name, pending));
+            }
         }
     }
 
@@ -471,7 +773,7 @@ internal sealed class RecordsTopic
         Path = request.Path,
     };
 
-    internal static bool TryApplyPath(ReadOnlyMemory<byte> current, PathToken[] tokens, ReadOnlyMemory<byte>? value, out ReadOnlyMemory<byte> next, out string error)
+    internal static bool TryApplyPath(ReadOnlyMemory<byte> current, PathToken[] tokens, ReadOnlyMemory<byte>? value, int maxDocumentSize, out ReadOnlyMemory<byte> next, out string error)
     {
         next = default;
         JsonNode? root;
@@ -501,7 +803,9 @@ internal sealed class RecordsTopic
                 error = "the data is not valid JSON: " + ex.Message;
                 return false;
             }
-            if (!RecordPath.TrySet(root, tokens, node, out error))
+            // Each element an array grows by is at least "null," in the result: growth beyond that is refused before it happens.
+            var growth = Math.Max(0, maxDocumentSize - current.Length) / 5;
+            if (!RecordPath.TrySet(root, tokens, node, growth, out error))
             {
                 return false;
             }
@@ -523,45 +827,66 @@ internal sealed class RecordsTopic
         return true;
     }
 
-    /// <summary>The newest storage write per record still in flight (NOTIFY waits for it).</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Task> _persisting = new(StringComparer.Ordinal);
-
-    private Task PersistAsync(string name, RecordState state)
+    private Task PersistAsync(string name, RecordState state, bool releaseSlot = false)
     {
-        var task = PersistCoreAsync(name, state);
-        _persisting[name] = task;
-        _ = task.ContinueWith(t => _persisting.TryRemove(new KeyValuePair<string, Task>(name, t)), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return task;
+        ValueTask pending;
+        try
+        {
+            pending = _storage.SetAsync(name, state, CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            pending = ValueTask.FromException(ex);
+        }
+        if (pending.IsCompletedSuccessfully)
+        {
+            if (releaseSlot)
+            {
+                _storageSlots.Release();
+            }
+            return Task.CompletedTask;
+        }
+        return PersistCoreAsync(pending, name, state, releaseSlot);
     }
 
-    private async Task PersistCoreAsync(string name, RecordState state)
+    private async Task PersistCoreAsync(ValueTask pending, string name, RecordState state, bool releaseSlot)
     {
         try
         {
-            await _storage.SetAsync(name, state, CancellationToken.None).ConfigureAwait(false);
+            await pending.ConfigureAwait(false);
         }
         catch (Exception ex)
         {
             RecordLog.StoreFailed(_node.Logger, name, state.Version, ex);
             throw;
         }
+        finally
+        {
+            if (releaseSlot)
+            {
+                _storageSlots.Release();
+            }
+        }
     }
 
-    private async Task AcknowledgeWhenDurableAsync(Session session, Message request, Task durable)
+    private async Task AcknowledgeWhenDurableAsync(Session session, Message request, Task durable, Task shown)
     {
         try
         {
             await durable.ConfigureAwait(false);
-            session.Send(new Message
-            {
-                Topic = Topic.Record, Action = (int)RecordAction.WriteAcknowledgement, Name = request.Name,
-                CorrelationId = request.CorrelationId, IsWriteAck = true,
-            });
         }
-        catch (Exception ex)
+        catch (Exception)
         {
-            session.SendError(request, (int)RecordAction.RecordUpdateError, "the write was not stored: " + ex.Message);
+            // The details are in the log (RecordStoreFailed); the writer gets a stable reason.
+            session.SendError(request, (int)RecordAction.RecordUpdateError, "the write could not be stored");
+            return;
         }
+        await shown.ConfigureAwait(false);
+        session.Send(new Message
+        {
+            Topic = Topic.Record, Action = (int)RecordAction.WriteAcknowledgement, Name = request.Name,
+            CorrelationId = request.CorrelationId, IsWriteAck = true,
+        });
     }
 
     private async ValueTask DeleteAsync(Session session, Message message)
@@ -576,6 +901,11 @@ internal sealed class RecordsTopic
         await gate.WaitAsync().ConfigureAwait(false);
         try
         {
+            // Writes on their way go out first: no update may follow the deletion.
+            if (TailOf(name) is { } tail)
+            {
+                await tail.ConfigureAwait(false);
+            }
             // Storage first, and under the lock: until the deletion is durable the store still answers reads, so no
             // read misses the store and promotes the record back from storage.
             if (!IsExcluded(name))
@@ -593,7 +923,7 @@ internal sealed class RecordsTopic
         catch (Exception ex)
         {
             RecordLog.DeleteFailed(_node.Logger, name, ex);
-            session.SendError(message, (int)RecordAction.RecordDeleteError, ex.Message);
+            session.SendError(message, (int)RecordAction.RecordDeleteError, "the record could not be deleted");
             return;
         }
         finally
@@ -615,9 +945,10 @@ internal sealed class RecordsTopic
         {
             using (await LockAsync(name).ConfigureAwait(false))
             {
-                if (_persisting.TryGetValue(name, out var pending))
+                // This node's writes on their way reach storage first (their failures are the writers' to hear).
+                if (TailOf(name) is { } tail)
                 {
-                    try { await pending.ConfigureAwait(false); } catch (Exception) { /* reported to the writer */ }
+                    await tail.ConfigureAwait(false);
                 }
                 await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
                 var subscribers = Registry.Get(name);
@@ -652,6 +983,55 @@ internal sealed class RecordsTopic
         }
         session.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.Notify, CorrelationId = message.CorrelationId, IsAck = true });
     }
+
+    /// <summary>A record nobody subscribes to is held in memory; past the bounds the least recently used are let go.</summary>
+    private void Remember(string name, int bytes)
+    {
+        if (_unsubscribed.Touch(name, bytes) && Interlocked.Exchange(ref _evicting, 1) == 0)
+        {
+            _ = EvictAsync();
+        }
+    }
+
+    private async Task EvictAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                while (_unsubscribed.TryTakeOldest(out var name))
+                {
+                    using (await LockAsync(name).ConfigureAwait(false))
+                    {
+                        if (Registry.Get(name).Length > 0)
+                        {
+                            continue;
+                        }
+                        // Only durable state is let go; storage has it for the next reader.
+                        if (TailOf(name) is { } tail)
+                        {
+                            await tail.ConfigureAwait(false);
+                        }
+                        if (_pending.ContainsKey(name))
+                        {
+                            continue;
+                        }
+                        await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
+                    }
+                }
+                Volatile.Write(ref _evicting, 0);
+                if (!_unsubscribed.IsOver || Interlocked.Exchange(ref _evicting, 1) != 0)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            Volatile.Write(ref _evicting, 0);
+            RecordLog.EvictionFailed(_node.Logger, ex);
+        }
+    }
 }
 
 internal static partial class RecordLog
@@ -664,4 +1044,7 @@ internal static partial class RecordLog
 
     [LoggerMessage(EventId = 202, EventName = "RecordDeleteFailed", Level = LogLevel.Error, Message = "Deleting record '{Name}' failed")]
     public static partial void DeleteFailed(ILogger logger, string name, Exception exception);
+
+    [LoggerMessage(EventId = 203, EventName = "RecordEvictionFailed", Level = LogLevel.Error, Message = "Letting records go from memory failed")]
+    public static partial void EvictionFailed(ILogger logger, Exception exception);
 }

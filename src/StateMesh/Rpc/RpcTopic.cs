@@ -72,24 +72,43 @@ internal sealed class RpcTopic(NodeEngine node)
             return;
         }
         var provide = message.Action == (int)RpcAction.Provide;
+        var limits = node.Options.Limits;
         foreach (var name in names)
         {
-            if (provide ? !session.RpcProvides.TryAdd(name, 0) : !session.RpcProvides.TryRemove(name, out _))
-            {
-                session.SendError(new Message { Topic = Topic.Rpc, Action = message.Action, Name = name },
-                    (int)(provide ? RpcAction.MultipleProviders : RpcAction.NotProvided), null);
-                continue;
-            }
             if (provide)
             {
-                Providers.Add(name, session);
+                Provide(session, message, name, limits);
+            }
+            else if (session.RpcProvides.TryRemove(name, out _))
+            {
+                node.Limits.ProvidedNames.Release();
+                Providers.Remove(name, session);
             }
             else
             {
-                Providers.Remove(name, session);
+                session.SendError(new Message { Topic = Topic.Rpc, Action = message.Action, Name = name }, (int)RpcAction.NotProvided, null);
             }
         }
         session.Send(new Message { Topic = Topic.Rpc, Action = message.Action, CorrelationId = message.CorrelationId, IsAck = true });
+    }
+
+    private void Provide(Session session, Message message, string name, LimitOptions limits)
+    {
+        if (session.RpcProvides.ContainsKey(name))
+        {
+            session.SendError(new Message { Topic = Topic.Rpc, Action = message.Action, Name = name }, (int)RpcAction.MultipleProviders, null);
+            return;
+        }
+        var denied = session.RpcProvides.Count >= limits.ProvidedNamesPerConnection
+            ? $"a connection may provide at most {limits.ProvidedNamesPerConnection} RPC names"
+            : !node.Limits.ProvidedNames.TryTake() ? $"the node holds its maximum of {limits.ProvidedNamesPerNode} provided RPC names" : null;
+        if (denied is not null)
+        {
+            session.SendError(new Message { Topic = Topic.Rpc, Action = message.Action, Name = name, CorrelationId = message.CorrelationId }, (int)RpcAction.MessageDenied, denied);
+            return;
+        }
+        session.RpcProvides.TryAdd(name, 0);
+        Providers.Add(name, session);
     }
 
     private void Request(Session requestor, Message message)
@@ -99,6 +118,18 @@ internal sealed class RpcTopic(NodeEngine node)
             requestor.SendError(message, (int)RpcAction.InvalidMessageData, "REQUEST needs an RPC name and a correlation id");
             return;
         }
+        var limits = node.Options.Limits;
+        if (Volatile.Read(ref requestor.PendingRpcCount) >= limits.PendingRpcsPerConnection)
+        {
+            requestor.SendError(message, (int)RpcAction.MessageDenied, $"a connection may have at most {limits.PendingRpcsPerConnection} RPC calls waiting for an answer");
+            return;
+        }
+        if (!node.Limits.PendingRpcs.TryTake())
+        {
+            requestor.SendError(message, (int)RpcAction.MessageDenied, $"the node has its maximum of {limits.PendingRpcsPerNode} RPC calls waiting for an answer");
+            return;
+        }
+        Interlocked.Increment(ref requestor.PendingRpcCount);
         var options = node.Options.Rpc;
         var timeout = message.RequestTimeout is > 0 and var ms && TimeSpan.FromMilliseconds(ms) < options.ResponseTimeout
             ? TimeSpan.FromMilliseconds(ms)
@@ -156,12 +187,22 @@ internal sealed class RpcTopic(NodeEngine node)
         call.Done = true;
         call.AcceptTimer?.Dispose();
         call.ResponseTimer?.Dispose();
-        _calls.TryRemove(call.Id, out _);
+        Forget(call);
         if (toRequestor.IsError)
         {
             node.CountError(Topic.Rpc, toRequestor.Action);
         }
         call.Requestor.Send(toRequestor with { CorrelationId = call.RequestorCorrelationId, Name = call.Name });
+    }
+
+    /// <summary>The call no longer counts against the requestor's and the node's bounds.</summary>
+    private void Forget(PendingCall call)
+    {
+        if (_calls.TryRemove(call.Id, out _))
+        {
+            Interlocked.Decrement(ref call.Requestor.PendingRpcCount);
+            node.Limits.PendingRpcs.Release();
+        }
     }
 
     private void FromProvider(Session provider, Message message)
@@ -231,9 +272,12 @@ internal sealed class RpcTopic(NodeEngine node)
         {
             foreach (var name in session.RpcProvides.Keys)
             {
-                Providers.Remove(name, session);
+                if (session.RpcProvides.TryRemove(name, out _))
+                {
+                    node.Limits.ProvidedNames.Release();
+                    Providers.Remove(name, session);
+                }
             }
-            session.RpcProvides.Clear();
         }
         foreach (var call in _calls.Values)
         {
@@ -249,7 +293,7 @@ internal sealed class RpcTopic(NodeEngine node)
                     call.Done = true;
                     call.AcceptTimer?.Dispose();
                     call.ResponseTimer?.Dispose();
-                    _calls.TryRemove(call.Id, out _);
+                    Forget(call);
                 }
                 else if (ReferenceEquals(call.Provider, session))
                 {

@@ -68,11 +68,25 @@ internal sealed class EventsTopic
             }
             if (subscribe)
             {
-                if (!session.EventSubscriptions.Add(name))
+                if (session.EventSubscriptions.Contains(name))
                 {
                     session.SendError(new Message { Topic = Topic.Event, Action = message.Action, Name = name }, (int)EventAction.MultipleSubscriptions, null);
                     continue;
                 }
+                var limits = node.Options.Limits;
+                if (session.EventSubscriptions.Count >= limits.EventSubscriptionsPerConnection)
+                {
+                    session.SendError(new Message { Topic = Topic.Event, Action = message.Action, Name = name, CorrelationId = message.CorrelationId }, (int)EventAction.MessageDenied,
+                        $"a connection may subscribe to at most {limits.EventSubscriptionsPerConnection} events");
+                    continue;
+                }
+                if (!node.Limits.Subscriptions.TryTake())
+                {
+                    session.SendError(new Message { Topic = Topic.Event, Action = message.Action, Name = name, CorrelationId = message.CorrelationId }, (int)EventAction.MessageDenied,
+                        $"the node holds its maximum of {limits.SubscriptionsPerNode} subscriptions");
+                    continue;
+                }
+                session.EventSubscriptions.Add(name);
                 Listening.OnSubscribed(session, name, _registry.Add(name, session));
             }
             else
@@ -82,6 +96,7 @@ internal sealed class EventsTopic
                     session.SendError(new Message { Topic = Topic.Event, Action = message.Action, Name = name }, (int)EventAction.NotSubscribed, null);
                     continue;
                 }
+                node.Limits.Subscriptions.Release();
                 if (_registry.Remove(name, session) == 0)
                 {
                     Listening.OnLastUnsubscribed(name);
@@ -100,6 +115,7 @@ internal sealed class EventsTopic
                 Listening.OnLastUnsubscribed(name);
             }
         }
+        node.Limits.Subscriptions.Release(session.EventSubscriptions.Count);
         session.EventSubscriptions.Clear();
         Listening.RemoveSession(session);
     }

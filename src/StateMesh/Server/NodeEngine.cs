@@ -21,6 +21,7 @@ internal sealed class NodeEngine
         Logger = logger;
         Time = time;
         _metrics = metrics;
+        Limits = new NodeLimits(options.Limits);
         Events = new EventsTopic(this);
         Records = new Records.RecordsTopic(this, store, storage);
         Presence = new Presence.PresenceTopic(this);
@@ -28,6 +29,9 @@ internal sealed class NodeEngine
     }
 
     public StateMeshOptions Options { get; }
+
+    /// <summary>What the node holds for all connections together, against its bounds.</summary>
+    public NodeLimits Limits { get; }
 
     public Authenticator Authenticator { get; }
 
@@ -57,7 +61,14 @@ internal sealed class NodeEngine
         {
             return false;
         }
+        if (!Limits.Unauthenticated.TryTake())
+        {
+            NodeLog.TooManyUnauthenticated(Logger, transport.RemoteAddress, Limits.Unauthenticated.Max);
+            CountDisconnect(DisconnectReason.TooManyUnauthenticated);
+            return false;
+        }
         var session = new Session(this, transport, codec);
+        session.CountAsUnauthenticated();
         _sessions[session.Id] = session;
         _metrics.Connections.Add(1, new KeyValuePair<string, object?>("transport", transport.TransportName));
         _ = Task.Run(session.RunAsync);

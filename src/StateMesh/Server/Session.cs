@@ -34,6 +34,13 @@ internal sealed class Session
     private int _authAttempts;
     private long _lastReceived;
     private volatile SessionState _state = SessionState.AwaitingChallenge;
+    private int _countedUnauthenticated;
+
+    /// <summary>Record subscriptions held, counted against <see cref="LimitOptions.RecordSubscriptionsPerConnection"/>.</summary>
+    public int RecordSubscriptionCount;
+
+    /// <summary>RPC calls this session made that wait for an answer.</summary>
+    public int PendingRpcCount;
 
     public Session(NodeEngine node, TransportConnection transport, IMessageCodec codec)
     {
@@ -120,6 +127,10 @@ internal sealed class Session
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
         {
+            if (Volatile.Read(ref _closing) == 0)
+            {
+                NodeLog.TransportFailed(Logger, Id, ex.GetType().Name, ex.Message);
+            }
             Close(DisconnectReason.TransportError);
         }
         catch (Exception ex)
@@ -132,6 +143,7 @@ internal sealed class Session
             try
             {
                 Close(DisconnectReason.ClientClosed);
+                LeaveUnauthenticated();
                 _state = SessionState.Closed;
                 _authTimer.Dispose();
                 _heartbeatTimer.Dispose();
@@ -168,6 +180,10 @@ internal sealed class Session
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
         {
+            if (Volatile.Read(ref _closing) == 0)
+            {
+                NodeLog.TransportFailed(Logger, Id, ex.GetType().Name, ex.Message);
+            }
             Close(DisconnectReason.TransportError);
         }
         finally
@@ -328,6 +344,7 @@ internal sealed class Session
             }
             catch (Exception ex)
             {
+                // The handler's exception stays in the log; the client sees an ordinary failed login.
                 NodeLog.AuthHandlerFailed(Logger, Id, ex);
                 result = AuthenticationResult.Failure();
             }
@@ -338,6 +355,7 @@ internal sealed class Session
             ServerData = result.ServerData;
             ClientData = ToJson(result.ClientData);
             _state = SessionState.Open;
+            LeaveUnauthenticated();
             _authTimer?.Dispose();
             Send(new Message { Topic = Topic.Auth, Action = (int)AuthAction.AuthSuccessful, Data = ToJson(result.ClientData) });
             _node.OnAuthenticated(this);
@@ -353,6 +371,17 @@ internal sealed class Session
             return;
         }
         Send(new Message { Topic = Topic.Auth, Action = (int)AuthAction.AuthUnsuccessful, Data = ToJson(result.ClientData) });
+    }
+
+    /// <summary>Counted as a connection that has not logged in yet (the node bounds how many there are).</summary>
+    public void CountAsUnauthenticated() => _countedUnauthenticated = 1;
+
+    private void LeaveUnauthenticated()
+    {
+        if (Interlocked.Exchange(ref _countedUnauthenticated, 0) == 1)
+        {
+            _node.Limits.Unauthenticated.Release();
+        }
     }
 
     private static ReadOnlyMemory<byte>? ToJson(JsonNode? node) => node is null ? (ReadOnlyMemory<byte>?)null : JsonSerializer.SerializeToUtf8Bytes(node, StateMeshJsonContext.Default.JsonNode);

@@ -89,7 +89,7 @@ public sealed class StateMeshNode : IAsyncDisposable
         if (_options.Tcp.Enabled)
         {
             var address = IPAddress.Parse(_options.Tcp.Host == "localhost" ? "127.0.0.1" : _options.Tcp.Host);
-            _tcp = new TcpListenerLoop(new IPEndPoint(address, _options.Tcp.Port), connection => _engine.Accept(connection, NativeCodec.Instance));
+            _tcp = new TcpListenerLoop(new IPEndPoint(address, _options.Tcp.Port), connection => _engine.Accept(connection, NativeCodec.Instance), _engine.Logger);
             _tcp.Start();
             NodeLog.Listening(_logger, _tcp.LocalEndPoint.ToString());
         }

@@ -47,12 +47,14 @@ internal sealed class TcpListenerLoop : IAsyncDisposable
 {
     private readonly Socket _socket;
     private readonly Func<TransportConnection, bool> _accept;
+    private readonly Microsoft.Extensions.Logging.ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
 
-    public TcpListenerLoop(IPEndPoint endPoint, Func<TransportConnection, bool> accept)
+    public TcpListenerLoop(IPEndPoint endPoint, Func<TransportConnection, bool> accept, Microsoft.Extensions.Logging.ILogger? logger = null)
     {
         _accept = accept;
+        _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         _socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
         _socket.Bind(endPoint);
@@ -75,9 +77,10 @@ internal sealed class TcpListenerLoop : IAsyncDisposable
             }
             catch (OperationCanceledException) { return; }
             catch (ObjectDisposedException) { return; }
-            catch (SocketException)
+            catch (SocketException ex)
             {
                 // For example too many open files: back off instead of spinning.
+                Diagnostics.NodeLog.AcceptFailed(_logger, ex.Message);
                 try { await Task.Delay(100, _stop.Token).ConfigureAwait(false); } catch (OperationCanceledException) { return; }
                 continue;
             }

@@ -19,6 +19,17 @@ public class PasswordHashTests
         Assert.NotEqual(PasswordHash.Create("pw", 1000), PasswordHash.Create("pw", 1000));
     }
 
+    [Fact]
+    public void New_hashes_use_owasp_iterations_and_older_counts_still_verify()
+    {
+        var hash = PasswordHash.Create("pw");
+        Assert.Equal("600000", hash.Split('$')[1]);
+        Assert.True(PasswordHash.Verify("pw", hash));
+        var older = PasswordHash.Create("pw", 210_000);
+        Assert.True(PasswordHash.Verify("pw", older));
+        Assert.False(PasswordHash.Verify("pW", older));
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("plain")]

@@ -18,25 +18,47 @@ if (args is ["hash", ..])
     return 2;
 }
 
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+try
 {
-    Args = args,
-    ContentRootPath = AppContext.BaseDirectory,
-});
-builder.Services.AddStateMesh(mesh => mesh
-    .BindConfiguration(builder.Configuration.GetSection(StateMeshOptions.SectionName))
-    .AddHealthCheck()
-    // Durable by default: records live in <DataDirectory>/statemesh.db.
-    .AddSqliteStorage(sqlite => builder.Configuration.GetSection("StateMesh:Sqlite").Bind(sqlite)));
-builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+    return await RunAsync(args);
+}
+catch (Exception ex) when (ConfigurationError(ex) is { } problem)
+{
+    // A value an operator can fix: one line that names the key, no stack trace.
+    Console.Error.WriteLine($"StateMesh.Server: bad configuration: {problem}");
+    return 2;
+}
 
-// WebSockets (/deepstream, /statemesh) and /health-check on one HTTP port, loopback by default.
-var http = builder.Configuration.GetSection("StateMesh:Http");
-var httpHost = http["Host"] ?? "127.0.0.1";
-var httpPort = http.GetValue("Port", 6020);
-builder.WebHost.UseUrls($"http://{httpHost}:{httpPort}");
+static string? ConfigurationError(Exception ex) => ex switch
+{
+    Microsoft.Extensions.Options.OptionsValidationException invalid => string.Join(" ", invalid.Failures),
+    InvalidOperationException { InnerException: FormatException or OverflowException or ArgumentException } conversion => conversion.Message,
+    AggregateException aggregate when aggregate.InnerExceptions.Count == 1 => ConfigurationError(aggregate.InnerExceptions[0]),
+    _ => null,
+};
 
-var app = builder.Build();
-app.MapStateMesh();
-await app.RunAsync();
-return 0;
+static async Task<int> RunAsync(string[] args)
+{
+    var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+    {
+        Args = args,
+        ContentRootPath = AppContext.BaseDirectory,
+    });
+    builder.Services.AddStateMesh(mesh => mesh
+        .BindConfiguration(builder.Configuration.GetSection(StateMeshOptions.SectionName))
+        .AddHealthCheck()
+        // Durable by default: records live in <DataDirectory>/statemesh.db.
+        .AddSqliteStorage(sqlite => builder.Configuration.GetSection("StateMesh:Sqlite").Bind(sqlite)));
+    builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+
+    // WebSockets (/deepstream, /statemesh) and /health-check on one HTTP port, loopback by default.
+    var http = builder.Configuration.GetSection("StateMesh:Http");
+    var httpHost = http["Host"] ?? "127.0.0.1";
+    var httpPort = http.GetValue("Port", 6020);
+    builder.WebHost.UseUrls($"http://{httpHost}:{httpPort}");
+
+    var app = builder.Build();
+    app.MapStateMesh();
+    await app.RunAsync();
+    return 0;
+}

@@ -29,6 +29,29 @@ public class ServerProcessTests
             StateMesh.Client.StateMeshClient.ConnectAsync($"tcp://127.0.0.1:{server.Port}", new { username = "ana", password = "wrong" }));
     }
 
+    [Theory]
+    [InlineData("--StateMesh:Tcp:Port=abc", "StateMesh:Tcp:Port")]
+    [InlineData("--StateMesh:Http:Port=xyz", "StateMesh:Http:Port")]
+    [InlineData("--StateMesh:MaxAuthAttempts=0", "MaxAuthAttempts")]
+    [InlineData("--StateMesh:Limits:CachedRecords=-1", "StateMesh:Limits:CachedRecords")]
+    public async Task A_bad_configuration_value_ends_with_one_line_that_names_the_key(string argument, string key)
+    {
+        var data = Directory.CreateTempSubdirectory("statemesh-config-");
+        try
+        {
+            var (code, output) = await Repository.RunAsync("dotnet", [ServerProcess.ServerDll, argument, $"--StateMesh:DataDirectory={data.FullName}"], data.FullName, TimeSpan.FromSeconds(30));
+            Assert.Equal(2, code);
+            var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var line = Assert.Single(lines);
+            Assert.StartsWith("StateMesh.Server: bad configuration:", line, StringComparison.Ordinal);
+            Assert.Contains(key, line, StringComparison.Ordinal);
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
+    }
+
     [Fact]
     public async Task The_hash_command_prints_a_hash_that_verifies()
     {

@@ -33,7 +33,10 @@ public static class StateMeshEndpointRouteBuilderExtensions
         else
         {
             // Without ASP.NET Core health checks registered (mesh.AddHealthCheck()), answer from the node alone.
-            app.MapGet(healthCheckPath, (StateMeshNode node) => node.IsRunning ? Results.Ok("Healthy") : Results.StatusCode(StatusCodes.Status503ServiceUnavailable));
+            // The same answer as ASP.NET Core's health checks give: text/plain "Healthy", or 503 "Unhealthy".
+            app.MapGet(healthCheckPath, (StateMeshNode node) => node.IsRunning
+                ? Results.Text("Healthy", "text/plain")
+                : Results.Text("Unhealthy", "text/plain", statusCode: StatusCodes.Status503ServiceUnavailable));
         }
         return app;
     }

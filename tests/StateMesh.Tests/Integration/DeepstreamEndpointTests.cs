@@ -2,6 +2,9 @@ using System.Buffers;
 using System.Net.WebSockets;
 using StateMesh.Deepstream;
 using StateMesh.Protocol;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using StateMesh.Tests.Support;
 
 namespace StateMesh.Tests.Integration;
@@ -112,9 +115,26 @@ public sealed class DeepstreamEndpointTests(DeepstreamEndpointTests.Fixture fixt
         using var http = new HttpClient();
         var health = await http.GetAsync(new Uri($"http://127.0.0.1:{fixture.Server.HttpPort}/health-check"));
         Assert.Equal(System.Net.HttpStatusCode.OK, health.StatusCode);
-        Assert.Contains("Healthy", await health.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(("Healthy", "text/plain"), (await health.Content.ReadAsStringAsync(), health.Content.Headers.ContentType?.MediaType));
         var plain = await http.GetAsync(new Uri($"http://127.0.0.1:{fixture.Server.HttpPort}/statemesh"));
         Assert.Equal(System.Net.HttpStatusCode.UpgradeRequired, plain.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_web_app_with_map_state_mesh_answers_the_health_check_as_the_server_does()
+    {
+        var port = Client.ClientEventsTests.FreePort();
+        var builder = WebApplication.CreateBuilder();
+        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        builder.Services.AddStateMesh(o => o.Configure(options => options.NodeName = $"web-{Guid.NewGuid():N}"));
+        await using var app = builder.Build();
+        app.MapStateMesh();
+        await app.StartAsync();
+        using var http = new HttpClient();
+        var health = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/health-check"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, health.StatusCode);
+        Assert.Equal(("Healthy", "text/plain"), (await health.Content.ReadAsStringAsync(), health.Content.Headers.ContentType?.MediaType));
+        await app.StopAsync();
     }
 
     [Theory]

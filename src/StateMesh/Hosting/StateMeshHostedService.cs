@@ -3,8 +3,12 @@ using StateMesh.Client;
 
 namespace StateMesh.Hosting;
 
-/// <summary>Runs the node with the host, and connects the in-process client once the node is up.</summary>
-internal sealed class StateMeshHostedService(StateMeshNode node, InProcessClientHolder client) : IHostedService
+/// <summary>
+/// Runs the node with the host, and connects the in-process client once the node is up. The node stops in the host's
+/// stopping phase, before any hosted service stops: a web server (Kestrel) waits for its open WebSocket requests when
+/// it stops, so the node must tell those clients CLOSING and close them first, or both wait out the shutdown timeout.
+/// </summary>
+internal sealed class StateMeshHostedService(StateMeshNode node, InProcessClientHolder client) : IHostedLifecycleService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -12,11 +16,20 @@ internal sealed class StateMeshHostedService(StateMeshNode node, InProcessClient
         await client.Client.OpenAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task StopAsync(CancellationToken cancellationToken)
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         await client.Client.CloseAsync(cancellationToken).ConfigureAwait(false);
         await node.StopAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    // Stopped already in StoppingAsync; a second stop does nothing.
+    public Task StopAsync(CancellationToken cancellationToken) => StoppingAsync(cancellationToken);
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 /// <summary>The in-process client of the node in this host: it reaches the node through memory, not a socket.</summary>

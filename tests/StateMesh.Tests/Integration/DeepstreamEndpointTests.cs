@@ -5,6 +5,7 @@ using StateMesh.Protocol;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using StateMesh.Tests.Support;
 
 namespace StateMesh.Tests.Integration;
@@ -135,6 +136,32 @@ public sealed class DeepstreamEndpointTests(DeepstreamEndpointTests.Fixture fixt
         Assert.Equal(System.Net.HttpStatusCode.OK, health.StatusCode);
         Assert.Equal(("Healthy", "text/plain"), (await health.Content.ReadAsStringAsync(), health.Content.Headers.ContentType?.MediaType));
         await app.StopAsync();
+    }
+
+    [Fact]
+    public async Task Stopping_a_web_app_tells_websocket_clients_closing_and_closes_them_cleanly()
+    {
+        var port = Client.ClientEventsTests.FreePort();
+        var logs = new CapturingLoggerProvider();
+        var builder = WebApplication.CreateBuilder();
+        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        builder.Logging.AddProvider(logs);
+        builder.Services.AddStateMesh(o => o.Configure(options => options.NodeName = $"web-{Guid.NewGuid():N}"));
+        await using var app = builder.Build();
+        app.MapStateMesh();
+        await app.StartAsync();
+        using var socket = new ClientWebSocket();
+        await socket.ConnectAsync(new Uri($"ws://127.0.0.1:{port}/deepstream"), CancellationToken.None);
+        await HandshakeAsync(socket);
+        await SendAsync(socket, Frame(new Message { Topic = Topic.Auth, Action = (int)AuthAction.Request, Data = "{}"u8.ToArray() }));
+        Assert.Equal((int)AuthAction.AuthSuccessful, (await ReceiveAsync(socket))!.Action);
+        var stopping = app.StopAsync();
+        var closing = await ReceiveAsync(socket);
+        Assert.Equal((Topic.Connection, (int)ConnectionAction.Closing), (closing!.Topic, closing.Action));
+        Assert.Null(await ReceiveAsync(socket)); // then the close frame
+        Assert.Equal(WebSocketCloseStatus.NormalClosure, socket.CloseStatus);
+        await stopping;
+        Assert.Contains(logs.Lines, l => l.Contains("closing 1 connections", StringComparison.Ordinal));
     }
 
     [Theory]

@@ -130,6 +130,8 @@ if [[ -n "$ONLY" ]]; then
   cat "$WORK/report.md"
   exit 0
 fi
+# The report names the chart by file name; docs/benchmarks.md finds it in docs/benchmarks/.
+sed -i 's#](chart.png)#](benchmarks/chart.png)#' "$WORK/report.md"
 
 {
   echo "# StateMesh against deepstream, side by side"

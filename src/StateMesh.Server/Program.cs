@@ -18,6 +18,13 @@ if (args is ["hash", ..])
     return 2;
 }
 
+// Started as a background job of a script, a process inherits SIGINT as ignored, and .NET then never sees Ctrl+C
+// (or `kill -INT`). An operator who sends SIGINT means "stop": take the signal back before the host listens for it.
+if (!OperatingSystem.IsWindows())
+{
+    Signals.RestoreDefault(Signals.SigInt);
+}
+
 try
 {
     return await RunAsync(args);
@@ -61,4 +68,14 @@ static async Task<int> RunAsync(string[] args)
     app.MapStateMesh();
     await app.RunAsync();
     return 0;
+}
+
+internal static partial class Signals
+{
+    public const int SigInt = 2;
+
+    public static void RestoreDefault(int signal) => _ = SetHandler(signal, IntPtr.Zero);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "signal")]
+    private static partial IntPtr SetHandler(int signal, IntPtr handler);
 }

@@ -19,6 +19,28 @@ public class ServerProcessTests
     }
 
     [Fact]
+    public async Task Sigint_stops_the_server_even_when_it_was_started_with_sigint_ignored()
+    {
+        await using var server = await ServerProcess.StartIgnoringSigintAsync();
+        await using var client = await RawClient.LoginAsync(server.Port);
+        server.Signal("INT");
+        var closing = await client.ReceiveAsync();
+        Assert.Equal((Topic.Connection, (int)ConnectionAction.Closing), (closing.Topic, closing.Action));
+        Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task Sigterm_tells_clients_closing_and_exits_cleanly()
+    {
+        await using var server = await ServerProcess.StartAsync();
+        await using var client = await RawClient.LoginAsync(server.Port);
+        server.Signal("TERM");
+        var closing = await client.ReceiveAsync();
+        Assert.Equal((Topic.Connection, (int)ConnectionAction.Closing), (closing.Topic, closing.Action));
+        Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
     public async Task Users_from_environment_and_command_line_can_log_in()
     {
         var hash = Auth.PasswordHash.Create("s3cret", 1000);

@@ -43,15 +43,29 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<ServerProcess> StartAsync(params string[] args)
+    public static Task<ServerProcess> StartAsync(params string[] args) => StartAsync(ignoringSigint: false, args);
+
+    /// <summary>
+    /// Starts the server as a script's background job would: with SIGINT ignored, inherited (bash sets it so, then
+    /// execs the server in the same process, so <see cref="Signal"/> still reaches it).
+    /// </summary>
+    public static Task<ServerProcess> StartIgnoringSigintAsync(params string[] args) => StartAsync(ignoringSigint: true, args);
+
+    private static async Task<ServerProcess> StartAsync(bool ignoringSigint, string[] args)
     {
         var port = Client.ClientEventsTests.FreePort();
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(ignoringSigint ? "bash" : "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (ignoringSigint)
+        {
+            start.ArgumentList.Add("-c");
+            start.ArgumentList.Add("trap '' INT; exec dotnet \"$@\"");
+            start.ArgumentList.Add("server");
+        }
         start.ArgumentList.Add(ServerDll);
         start.ArgumentList.Add($"--StateMesh:Tcp:Port={port}");
         var httpPort = Client.ClientEventsTests.FreePort();

@@ -73,11 +73,6 @@ internal sealed class ListenRegistry : IDisposable
                 string.IsNullOrEmpty(pattern) ? "LISTEN needs a pattern" : $"a listen pattern may have at most {limits.MaxListenPatternLength} characters");
             return;
         }
-        if (!TryCompile(pattern, out var regex, out var why))
-        {
-            session.SendError(message, Action(EventAction.InvalidListenRegex, RecordAction.InvalidListenRegex), $"'{pattern}' is not a usable regular expression: {why}");
-            return;
-        }
         if (session.ListenPatterns.ContainsKey((_topic, pattern)))
         {
             session.SendError(message, Action(EventAction.MultipleSubscriptions, RecordAction.MultipleSubscriptions), $"already listening to '{pattern}'");
@@ -86,6 +81,12 @@ internal sealed class ListenRegistry : IDisposable
         if (session.ListenPatterns.Count >= limits.ListenPatternsPerConnection)
         {
             session.SendError(message, Action(EventAction.MessageDenied, RecordAction.MessageDenied), $"a connection may listen to at most {limits.ListenPatternsPerConnection} patterns");
+            return;
+        }
+        // Compiled only within the bounds: a client past them cannot make the node compile patterns.
+        if (!TryCompile(pattern, out var regex, out var why))
+        {
+            session.SendError(message, Action(EventAction.InvalidListenRegex, RecordAction.InvalidListenRegex), $"'{pattern}' is not a usable regular expression: {why}");
             return;
         }
         if (!_node.Limits.ListenPatterns.TryTake())
@@ -236,6 +237,11 @@ internal sealed class ListenRegistry : IDisposable
     {
         lock (_gate)
         {
+            if (_subscribers().Get(name).Length > 0)
+            {
+                // Someone subscribed again meanwhile: their search or provider stays.
+                return;
+            }
             if (_accepted.Remove(name, out var provider))
             {
                 provider.Session.Send(Removed(provider.Pattern, name));
@@ -361,7 +367,8 @@ internal sealed class ListenRegistry : IDisposable
     /// <summary>Starts offering a subscribed name without a provider to the given matching listeners. Under the gate.</summary>
     private void StartSearchIfNeeded(string name, List<Listener> candidates, bool ignoreCooldown)
     {
-        if (candidates.Count == 0 || _accepted.ContainsKey(name) || _searches.ContainsKey(name))
+        // Candidates were matched outside the gate: the name may have lost its last subscriber meanwhile.
+        if (candidates.Count == 0 || _accepted.ContainsKey(name) || _searches.ContainsKey(name) || _subscribers().Get(name).Length == 0)
         {
             return;
         }

@@ -11,7 +11,8 @@ namespace StateMesh.Records;
 /// <summary>
 /// Records on a node: subscribe and read, head, snapshot, versioned writes (whole, path, erase, upsert) with write
 /// acknowledgements once durable, delete, and notify. Writes to one record are serialised by a striped lock (different
-/// records proceed in parallel); a write's broadcast happens under that lock, so every subscriber sees versions in order.
+/// records proceed in parallel). A write is shown (broadcast, read, acknowledged) only once durable, in version order
+/// per record (ADR 0005); see <see cref="Pending"/>.
 /// </summary>
 internal sealed class RecordsTopic
 {
@@ -144,13 +145,15 @@ internal sealed class RecordsTopic
     /// <summary>Store first, then storage (promoting what it finds), each under its own timeout.</summary>
     private async ValueTask<Loaded> LoadAsync(string name)
     {
-        var fromStore = await ReadAsync(Guard(_store.GetAsync, name), name, _options.CacheRetrievalTimeout, RecordAction.CacheRetrievalTimeout, "the record store").ConfigureAwait(false);
+        var fromStore = await ReadAsync(Guard(_store.GetAsync, name, CancellationToken.None), name, _options.CacheRetrievalTimeout, RecordAction.CacheRetrievalTimeout, "the record store").ConfigureAwait(false);
         if (fromStore.Error is not null || fromStore.State is not null || IsExcluded(name))
         {
             return fromStore;
         }
         // On the thread pool: an adapter that reads synchronously (SQLite does) cannot hold this connection past the timeout.
-        var fromStorage = await ReadAsync(new ValueTask<RecordState?>(Task.Run(() => Guard(_storage.GetAsync, name).AsTask())), name, _options.StorageRetrievalTimeout, RecordAction.StorageRetrievalTimeout, "storage").ConfigureAwait(false);
+        // The token tells the adapter when nobody waits any more, so a stuck database does not collect reads.
+        using var giveUp = new CancellationTokenSource(_options.StorageRetrievalTimeout, _node.Time);
+        var fromStorage = await ReadAsync(new ValueTask<RecordState?>(Task.Run(() => Guard(_storage.GetAsync, name, giveUp.Token).AsTask())), name, _options.StorageRetrievalTimeout, RecordAction.StorageRetrievalTimeout, "storage").ConfigureAwait(false);
         if (fromStorage.Error is not null)
         {
             return fromStorage;
@@ -172,11 +175,11 @@ internal sealed class RecordsTopic
     }
 
     /// <summary>An adapter that throws instead of returning a faulted task fails the read, not the connection.</summary>
-    private static ValueTask<RecordState?> Guard(Func<string, CancellationToken, ValueTask<RecordState?>> read, string name)
+    private static ValueTask<RecordState?> Guard(Func<string, CancellationToken, ValueTask<RecordState?>> read, string name, CancellationToken cancellationToken)
     {
         try
         {
-            return read(name, CancellationToken.None);
+            return read(name, cancellationToken);
         }
         catch (Exception ex)
         {
@@ -192,8 +195,9 @@ internal sealed class RecordsTopic
             var state = pending.IsCompletedSuccessfully ? pending.Result : await pending.AsTask().WaitAsync(timeout, _node.Time).ConfigureAwait(false);
             return new Loaded(state, null, null);
         }
-        catch (TimeoutException)
+        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {
+            // Cancelled: the adapter gave up when told that nobody waits any more, which is the timeout too.
             return new Loaded(null, timeoutError, $"{source} did not answer within {timeout}");
         }
         catch (Exception ex)
@@ -209,7 +213,7 @@ internal sealed class RecordsTopic
     /// record's lock (so no write is accepted meanwhile). When <paramref name="subscribe"/> is given, the session is
     /// subscribed in the same step as the state is read, so that it misses no broadcast and sees none twice over.
     /// </summary>
-    private async ValueTask<Loaded> LoadVisibleAsync(string name, Session? subscribe, bool create = false, bool reserved = false)
+    private async ValueTask<Loaded> LoadVisibleAsync(string name, Session? subscribe, bool create = false, bool reserved = false, Action<RecordState?>? respond = null)
     {
         if (_pending.TryGetValue(name, out var pending))
         {
@@ -217,9 +221,11 @@ internal sealed class RecordsTopic
             {
                 if (!pending.Dead)
                 {
-                    // A record whose first write is still on its way reads as created and empty.
+                    // A record whose first write is still on its way reads as created and empty. The answer goes out
+                    // under the same lock as broadcasts, so no newer version can overtake it.
                     var shown = pending.Shown ?? (create ? RecordState.Empty : null);
                     var count = subscribe is null ? 0 : SubscribeUnderLock(subscribe, name, reserved);
+                    respond?.Invoke(shown);
                     return new Loaded(shown, null, null, count);
                 }
             }
@@ -242,7 +248,74 @@ internal sealed class RecordsTopic
         {
             loaded = loaded with { Subscribers = SubscribeUnderLock(subscribe, name, reserved) };
         }
+        if (loaded.Error is null)
+        {
+            respond?.Invoke(loaded.State);
+        }
         return loaded;
+    }
+
+    /// <summary>
+    /// Takes the record's lock once the writes accepted so far are shown. A session's own writes are then visible to
+    /// its reads (it sends its messages one after another, so it adds no write meanwhile); a write that storage refused
+    /// is forgotten first. Costs at most one commit, and only while the record has writes on their way.
+    /// </summary>
+    private async ValueTask<Held> LockSettledAsync(string name)
+    {
+        var held = await LockAsync(name).ConfigureAwait(false);
+        if (TailOf(name) is { } tail)
+        {
+            held.Dispose();
+            await tail.ConfigureAwait(false);
+            held = await LockAsync(name).ConfigureAwait(false);
+        }
+        try
+        {
+            await RetireIfFailedAsync(name).ConfigureAwait(false);
+        }
+        catch
+        {
+            held.Dispose();
+            throw;
+        }
+        return held;
+    }
+
+    /// <summary>
+    /// Under the record's lock: once every write on its way is done and one of them was refused by storage, the store
+    /// forgets the record (its copy holds what storage refused), so the next load reads what storage has.
+    /// </summary>
+    private async ValueTask RetireIfFailedAsync(string name)
+    {
+        if (!_pending.TryGetValue(name, out var pending))
+        {
+            return;
+        }
+        lock (pending)
+        {
+            if (pending.Dead || !pending.Failed || pending.Count > 0)
+            {
+                return;
+            }
+        }
+        try
+        {
+            await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // Keep the entry: readers go on seeing the last durable state, and the next holder of the lock tries again.
+            RecordLog.StoreFailed(_node.Logger, name, -1, ex);
+            return;
+        }
+        lock (pending)
+        {
+            if (pending.Count == 0)
+            {
+                pending.Dead = true;
+                _pending.TryRemove(new KeyValuePair<string, Pending>(name, pending));
+            }
+        }
     }
 
     private void SendLoadError(Session session, Message request, string name, Loaded loaded) =>
@@ -270,21 +343,27 @@ internal sealed class RecordsTopic
                 continue;
             }
             Loaded loaded;
-            using (await LockAsync(name).ConfigureAwait(false))
+            try
             {
-                loaded = await LoadVisibleAsync(name, session, create, reserved).ConfigureAwait(false);
-                if (loaded.Error is not null)
+                using (await LockSettledAsync(name).ConfigureAwait(false))
                 {
-                    ReleaseReservation(reserved);
-                    SendLoadError(session, message, name, loaded);
-                    continue;
+                    loaded = await LoadVisibleAsync(name, session, create, reserved, state => session.Send(new Message
+                    {
+                        Topic = Topic.Record, Action = (int)RecordAction.ReadResponse, Name = name,
+                        Version = state?.Version ?? -1, Data = state?.Data ?? RecordState.Empty.Data,
+                    })).ConfigureAwait(false);
                 }
-                var state = loaded.State;
-                session.Send(new Message
-                {
-                    Topic = Topic.Record, Action = (int)RecordAction.ReadResponse, Name = name,
-                    Version = state?.Version ?? -1, Data = state?.Data ?? RecordState.Empty.Data,
-                });
+            }
+            catch
+            {
+                ReleaseReservation(reserved && !session.RecordSubscriptions.ContainsKey(name));
+                throw;
+            }
+            if (loaded.Error is not null)
+            {
+                ReleaseReservation(reserved);
+                SendLoadError(session, message, name, loaded);
+                continue;
             }
             AfterSubscribed(session, name, loaded.Subscribers);
         }
@@ -307,10 +386,20 @@ internal sealed class RecordsTopic
                 continue;
             }
             Loaded loaded;
-            using (await LockAsync(name).ConfigureAwait(false))
+            try
             {
-                // Under the lock, as for subscribe-and-read: no write slips between the version read and the subscription.
-                loaded = await LoadVisibleAsync(name, session, reserved: reserved).ConfigureAwait(false);
+                using (await LockSettledAsync(name).ConfigureAwait(false))
+                {
+                    // Under the lock, as for subscribe-and-read: no write slips between the version read and the subscription.
+                    loaded = await LoadVisibleAsync(name, session, reserved: reserved).ConfigureAwait(false);
+                }
+            }
+            catch
+            {
+                ReleaseReservation(reserved && !session.RecordSubscriptions.ContainsKey(name));
+                throw;
+            }
+            {
                 if (loaded.Error is not null)
                 {
                     ReleaseReservation(reserved);
@@ -442,8 +531,16 @@ internal sealed class RecordsTopic
             Listening.OnLastUnsubscribed(name);
             if (!IsExcluded(name))
             {
+                // Only a record the store still holds (not one just deleted) becomes a candidate for letting go.
                 var held = _store.GetAsync(name, CancellationToken.None);
-                Remember(name, held.IsCompletedSuccessfully && held.Result is { } state ? state.Data.Length : 0);
+                if (!held.IsCompletedSuccessfully)
+                {
+                    Remember(name, 0);
+                }
+                else if (held.Result is { } state)
+                {
+                    Remember(name, state.Data.Length);
+                }
             }
         }
         return true;
@@ -471,7 +568,7 @@ internal sealed class RecordsTopic
             return;
         }
         Loaded loaded;
-        using (await LockAsync(name).ConfigureAwait(false))
+        using (await LockSettledAsync(name).ConfigureAwait(false))
         {
             loaded = await LoadVisibleAsync(name, subscribe: null).ConfigureAwait(false);
         }
@@ -549,6 +646,7 @@ internal sealed class RecordsTopic
         Task? conflictShown = null;
         using (await LockAsync(name).ConfigureAwait(false))
         {
+            await RetireIfFailedAsync(name).ConfigureAwait(false);
             var loaded = await LoadAsync(name).ConfigureAwait(false);
             if (loaded.Error is not null)
             {
@@ -604,7 +702,19 @@ internal sealed class RecordsTopic
                     // Back-pressure: past the bound of writes waiting for storage, the writer waits here.
                     await _storageSlots.WaitAsync().ConfigureAwait(false);
                 }
-                var swapped = await _store.CompareAndSetAsync(name, exists ? current.Version : -1, state, CancellationToken.None).ConfigureAwait(false);
+                CompareAndSetResult swapped;
+                try
+                {
+                    swapped = await _store.CompareAndSetAsync(name, exists ? current.Version : -1, state, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch
+                {
+                    if (!excluded)
+                    {
+                        _storageSlots.Release();
+                    }
+                    throw;
+                }
                 if (!swapped.Succeeded)
                 {
                     if (!excluded)
@@ -703,60 +813,38 @@ internal sealed class RecordsTopic
             stored = false;
         }
         await previous.ConfigureAwait(false);
-        bool recover;
+        var recover = false;
         lock (pending)
         {
-            if (stored)
-            {
-                pending.Shown = state;
-                Fanout.Send(broadcast, Registry.Get(name), writer);
-            }
-            else
-            {
-                pending.Failed = true;
-            }
-            recover = --pending.Count == 0 && pending.Failed;
-            if (pending.Count == 0 && !pending.Failed)
-            {
-                pending.Dead = true;
-                _pending.TryRemove(new KeyValuePair<string, Pending>(name, pending));
-            }
-        }
-        done.SetResult();
-        if (recover)
-        {
-            await ForgetUnstoredAsync(name, pending).ConfigureAwait(false);
-        }
-    }
-
-    /// <summary>
-    /// A write that storage refused is in the store but must never be shown: the store forgets the record, so that the
-    /// next load reads what storage holds. Until then readers keep seeing the last durable state.
-    /// </summary>
-    private async Task ForgetUnstoredAsync(string name, Pending pending)
-    {
-        using (await LockAsync(name).ConfigureAwait(false))
-        {
-            lock (pending)
-            {
-                if (pending.Count > 0 || pending.Dead)
-                {
-                    // A later write is still on its way; its completion comes back here.
-                    return;
-                }
-            }
             try
             {
-                await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
+                if (stored)
+                {
+                    pending.Shown = state;
+                    Fanout.Send(broadcast, Registry.Get(name), writer);
+                }
+                else
+                {
+                    pending.Failed = true;
+                }
             }
-            catch (Exception ex)
+            finally
             {
-                RecordLog.StoreFailed(_node.Logger, name, -1, ex);
+                // Whatever happened above, the chain moves on: later writes and whoever waits for the tail must not hang.
+                recover = --pending.Count == 0 && pending.Failed;
+                if (pending.Count == 0 && !pending.Failed)
+                {
+                    pending.Dead = true;
+                    _pending.TryRemove(new KeyValuePair<string, Pending>(name, pending));
+                }
+                done.SetResult();
             }
-            lock (pending)
+        }
+        if (recover)
+        {
+            using (await LockAsync(name).ConfigureAwait(false))
             {
-                pending.Dead = true;
-                _pending.TryRemove(new KeyValuePair<string, Pending>(name, pending));
+                await RetireIfFailedAsync(name).ConfigureAwait(false);
             }
         }
     }
@@ -906,6 +994,7 @@ internal sealed class RecordsTopic
             {
                 await tail.ConfigureAwait(false);
             }
+            await RetireIfFailedAsync(name).ConfigureAwait(false);
             // Storage first, and under the lock: until the deletion is durable the store still answers reads, so no
             // read misses the store and promotes the record back from storage.
             if (!IsExcluded(name))
@@ -950,6 +1039,7 @@ internal sealed class RecordsTopic
                 {
                     await tail.ConfigureAwait(false);
                 }
+                await RetireIfFailedAsync(name).ConfigureAwait(false);
                 await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
                 var subscribers = Registry.Get(name);
                 if (subscribers.Length == 0)
@@ -989,7 +1079,8 @@ internal sealed class RecordsTopic
     {
         if (_unsubscribed.Touch(name, bytes) && Interlocked.Exchange(ref _evicting, 1) == 0)
         {
-            _ = EvictAsync();
+            // Not inline: the caller may hold a record's lock, and eviction takes others.
+            _ = Task.Run(EvictAsync);
         }
     }
 
@@ -1012,6 +1103,7 @@ internal sealed class RecordsTopic
                         {
                             await tail.ConfigureAwait(false);
                         }
+                        await RetireIfFailedAsync(name).ConfigureAwait(false);
                         if (_pending.ContainsKey(name))
                         {
                             continue;

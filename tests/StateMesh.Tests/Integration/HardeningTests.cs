@@ -380,6 +380,73 @@ public class HardeningTests
         }
     }
 
+    [Fact]
+    public async Task A_writer_that_reads_its_record_while_its_write_is_on_the_way_gets_its_own_write()
+    {
+        var storage = new GatedStorage();
+        await using var node = await TestNode.StartAsync(storage: storage);
+        await using var writer = await RawClient.LoginAsync(node);
+        await writer.SendAsync(Rec(RecordAction.CreateAndUpdate, "mine/1", -1, "{\"a\":1}"));
+        await writer.SendAsync(Rec(RecordAction.SubscribeCreateAndRead, names: ["mine/1"], cid: "s"));
+        await writer.SendAsync(Rec(RecordAction.Head, "mine/1"));
+        var read = writer.ReceiveUntilAsync(m => m.Action == (int)RecordAction.ReadResponse, timeout: TimeSpan.FromSeconds(30));
+        while (!read.IsCompleted)
+        {
+            if (!storage.ReleaseOne())
+            {
+                await Task.Delay(5);
+            }
+        }
+        var response = await read;
+        Assert.Equal((1, "{\"a\":1}"), (response.Version, Text(response)));
+        var head = await writer.ReceiveUntilAsync(m => m.Action == (int)RecordAction.HeadResponse);
+        Assert.Equal(1, head.Version);
+    }
+
+    /// <summary>Storage that refuses the writes of one version and keeps the rest.</summary>
+    private sealed class RefusingStorage(int refusedVersion) : IRecordStorage
+    {
+        private readonly MemoryRecordStorage _inner = new();
+
+        public ValueTask<RecordState?> GetAsync(string name, CancellationToken cancellationToken) => _inner.GetAsync(name, cancellationToken);
+
+        public async ValueTask SetAsync(string name, RecordState state, CancellationToken cancellationToken)
+        {
+            await Task.Yield();
+            if (state.Version == refusedVersion)
+            {
+                throw new IOException("refused");
+            }
+            await _inner.SetAsync(name, state, cancellationToken);
+        }
+
+        public ValueTask DeleteAsync(string name, CancellationToken cancellationToken) => _inner.DeleteAsync(name, cancellationToken);
+    }
+
+    [Fact]
+    public async Task A_write_storage_refused_is_never_shown_and_a_delete_after_it_leaves_nothing_behind()
+    {
+        await using var node = await TestNode.StartAsync(storage: new RefusingStorage(refusedVersion: 2));
+        await using var writer = await RawClient.LoginAsync(node);
+        await using var watcher = await RawClient.LoginAsync(node);
+        await writer.SendAsync(Rec(RecordAction.CreateAndUpdate, "refused/1", -1, "{\"old\":1}", "w1", writeAck: true));
+        Assert.Equal((int)RecordAction.WriteAcknowledgement, (await writer.ReceiveAsync()).Action);
+        await watcher.SendAsync(Rec(RecordAction.SubscribeCreateAndRead, names: ["refused/1"], cid: "s"));
+        Assert.Equal(1, (await watcher.ReceiveUntilAsync(m => m.Action == (int)RecordAction.ReadResponse)).Version);
+        await writer.SendAsync(Rec(RecordAction.Update, "refused/1", 2, "{\"new\":2}", "w2", writeAck: true));
+        Assert.Equal((int)RecordAction.RecordUpdateError, (await writer.ReceiveAsync()).Action);
+        await writer.SendAsync(Rec(RecordAction.Read, "refused/1"));
+        var read = await writer.ReceiveAsync();
+        Assert.Equal((1, "{\"old\":1}"), (read.Version, Text(read)));
+        await writer.SendAsync(Rec(RecordAction.Delete, "refused/1", cid: "d"));
+        Assert.Equal((int)RecordAction.DeleteSuccess, (await writer.ReceiveAsync()).Action);
+        await writer.SendAsync(Rec(RecordAction.Read, "refused/1"));
+        Assert.Equal((int)RecordAction.RecordNotFound, (await writer.ReceiveAsync()).Action);
+        // The watcher saw version 1, then the deletion: never the refused version 2.
+        var deleted = await watcher.ReceiveAsync();
+        Assert.Equal((int)RecordAction.Deleted, deleted.Action);
+    }
+
     /// <summary>Storage that fails with internal details in its messages.</summary>
     private sealed class LeakyStorage : IRecordStorage
     {

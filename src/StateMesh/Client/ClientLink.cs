@@ -14,11 +14,12 @@ internal sealed class ClientLink : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _lastReceived;
+    private volatile bool _completed;
 
-    public ClientLink(TransportConnection transport, IMessageCodec codec, Action<Message> onMessage, TimeProvider time, int maxFrame)
+    public ClientLink(TransportConnection transport, IMessageCodec codec, Action<Message> onMessage, TimeProvider time, int maxFrame, int queueCapacity, long queueMaxBytes)
     {
         _transport = transport;
-        _outbound = new OutboundQueue(codec, 1 << 20);
+        _outbound = new OutboundQueue(codec, queueCapacity, queueMaxBytes);
         _onMessage = onMessage;
         _time = time;
         _maxFrame = maxFrame;
@@ -50,6 +51,7 @@ internal sealed class ClientLink : IAsyncDisposable
         {
             try
             {
+                _completed = true;
                 _outbound.Complete();
                 await _stop.CancelAsync().ConfigureAwait(false);
                 try { await writer.ConfigureAwait(false); } catch (OperationCanceledException) { }
@@ -126,10 +128,27 @@ internal sealed class ClientLink : IAsyncDisposable
         }
     }
 
-    public bool TrySend(Message message) => _outbound.TryEnqueue(_outbound.Encode(message));
+    public enum SendResult { Sent, Full, Closed }
+
+    /// <summary>Queues a message for the writer: Full when the queue is at its limit, Closed when the link is going.</summary>
+    public SendResult Send(Message message)
+    {
+        if (_outbound.TryEnqueue(_outbound.Encode(message)))
+        {
+            return SendResult.Sent;
+        }
+        return _completed ? SendResult.Closed : SendResult.Full;
+    }
+
+    public bool TrySend(Message message) => Send(message) == SendResult.Sent;
+
+    public int QueuedMessages => _outbound.Count;
+
+    public long QueuedBytes => _outbound.QueuedBytes;
 
     public async ValueTask DisposeAsync()
     {
+        _completed = true;
         _outbound.Complete();
         _transport.Input.CancelPendingRead();
         try

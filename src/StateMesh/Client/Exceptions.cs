@@ -31,6 +31,17 @@ public sealed class StateMeshOfflineException : StateMeshException
     public StateMeshOfflineException(string message) : base(message) { }
 }
 
+/// <summary>
+/// The client has more waiting to be written to the connection than <see cref="StateMeshClientOptions.OutboundQueueCapacity"/>
+/// or <see cref="StateMeshClientOptions.OutboundQueueMaxBytes"/> allow (the connection does not drain as fast as the
+/// application sends); the operation was not sent. Send less, wait for acknowledgements, or raise the limits.
+/// </summary>
+public sealed class StateMeshBackpressureException : StateMeshException
+{
+    /// <summary>Creates the exception.</summary>
+    public StateMeshBackpressureException(string message) : base(message) { }
+}
+
 /// <summary>The node answered a request with an error.</summary>
 public sealed class StateMeshProtocolException : StateMeshException
 {

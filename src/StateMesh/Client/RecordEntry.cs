@@ -30,7 +30,17 @@ internal sealed class RecordEntry(string name)
 
     public bool Deleted { get; set; }
 
+    /// <summary>
+    /// The copy may differ from the node's (a write was refused, or changes were missed): the answer to the last resync
+    /// READ is adopted whatever its version.
+    /// </summary>
     public bool Resyncing { get; set; }
+
+    /// <summary>Resync READs sent and not yet answered.</summary>
+    public int ResyncReads { get; set; }
+
+    /// <summary>Writes sent after the last resync READ, so not reflected in its answer.</summary>
+    public int WritesSinceResyncRead { get; set; }
 
     public bool AwaitingHead { get; set; }
 
@@ -48,6 +58,44 @@ internal sealed class RecordEntry(string name)
     public Subject<byte[]> Changed { get; } = new();
 
     public JsonNode? ParseData() => JsonNode.Parse(Json);
+
+    // Messages about this record waiting to be handed to the connection, in the order they were made (under Gate).
+    private readonly Queue<Outgoing> _outbox = new();
+    private bool _sending;
+
+    /// <summary>A message waiting in <see cref="_outbox"/>; <see cref="Sent"/> is null for the sender's own message.</summary>
+    public readonly record struct Outgoing(Protocol.Message Message, bool IfOpen, TaskCompletionSource? Sent);
+
+    /// <summary>
+    /// Puts a message in line behind every message queued before it. Call under <see cref="Gate"/>. Returns true when
+    /// the caller is now the one sender and must hand the queue over (<see cref="TryTakeOutgoing"/>) after leaving the
+    /// gate; otherwise <paramref name="sent"/> completes once the current sender has handed this message over.
+    /// </summary>
+    public bool Enqueue(Protocol.Message message, bool ifOpen, out Task? sent)
+    {
+        if (_sending)
+        {
+            var handoff = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _outbox.Enqueue(new Outgoing(message, ifOpen, handoff));
+            sent = handoff.Task;
+            return false;
+        }
+        _sending = true;
+        _outbox.Enqueue(new Outgoing(message, ifOpen, null));
+        sent = null;
+        return true;
+    }
+
+    /// <summary>The next message to hand over; false (and no sender any more) when none is left. Call under <see cref="Gate"/>.</summary>
+    public bool TryTakeOutgoing(out Outgoing next)
+    {
+        if (_outbox.TryDequeue(out next))
+        {
+            return true;
+        }
+        _sending = false;
+        return false;
+    }
 
     /// <summary>Sets new state and tells observers. Call under <see cref="Gate"/>.</summary>
     public void Apply(int version, byte[] json)

@@ -135,6 +135,8 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
         client.CheckPayloadSize(value?.Length ?? 0, $"The write to record '{entry.Name}'");
         Message message;
         PendingWrite? pending = null;
+        bool send;
+        Task? queued;
         lock (entry.Gate)
         {
             if (!entry.Ready || entry.Deleted)
@@ -172,10 +174,123 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                 Topic = Topic.Record, Action = (int)action, Name = entry.Name, Version = version, Path = path,
                 Data = action == RecordAction.Erase ? null : value, IsWriteAck = acknowledge, CorrelationId = correlationId,
             };
+            // In line before observers hear of it: one that writes again from its callback is queued behind this write.
+            entry.WritesSinceResyncRead++;
+            send = entry.Enqueue(message, ifOpen: false, out queued);
             entry.Apply(version, next);
         }
-        sent = client.SendOrQueue(message);
+        sent = send ? SendQueued(entry) : queued!;
         return pending?.Result.Task;
+    }
+
+    /// <summary>
+    /// Hands a record's queued messages to the connection in the order they were queued. A write takes its version
+    /// under the record's gate and the node refuses a version that skips one (INVALID_VERSION), so two threads writing
+    /// one record must not overtake each other between the gate and the connection. The messages are handed over
+    /// outside the gate (the client's gate is taken for that, and observers of the connection state run under it and
+    /// may write records), by one thread at a time: the one that found the line empty. Returns when that thread's own
+    /// message, the first in line, has been handed over.
+    /// </summary>
+    private Task SendQueued(RecordEntry entry)
+    {
+        var own = Task.CompletedTask;
+        while (true)
+        {
+            RecordEntry.Outgoing next;
+            lock (entry.Gate)
+            {
+                if (!entry.TryTakeOutgoing(out next))
+                {
+                    break;
+                }
+            }
+            Task sent;
+            try
+            {
+                if (next.IfOpen)
+                {
+                    if (!client.TrySendIfOpen(next.Message))
+                    {
+                        // A resync READ that never left: its answer is not to be waited for (after a reconnect the
+                        // record's head decides again).
+                        lock (entry.Gate)
+                        {
+                            entry.ResyncReads = Math.Max(0, entry.ResyncReads - 1);
+                        }
+                    }
+                    sent = Task.CompletedTask;
+                }
+                else
+                {
+                    sent = client.SendOrQueue(next.Message);
+                }
+            }
+            catch (Exception ex)
+            {
+                sent = Task.FromException(ex);
+            }
+            if (next.Sent is null)
+            {
+                own = sent;
+            }
+            else if (sent.IsCompleted)
+            {
+                CompleteHandoff(sent, next.Sent);
+            }
+            else
+            {
+                sent.ContinueWith(static (t, s) => CompleteHandoff(t, (TaskCompletionSource)s!), next.Sent, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+        }
+        return own;
+    }
+
+    private static void CompleteHandoff(Task sent, TaskCompletionSource handoff)
+    {
+        if (sent.IsFaulted)
+        {
+            handoff.TrySetException(sent.Exception!.InnerExceptions);
+        }
+        else if (sent.IsCanceled)
+        {
+            handoff.TrySetCanceled();
+        }
+        else
+        {
+            handoff.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// Under the record's gate: reads the record again unless a READ already on its way will tell (its answer is
+    /// read again when writes went out after it). Returns true when the caller must then call <see cref="SendQueued"/>.
+    /// </summary>
+    private static bool QueueResyncRead(RecordEntry entry)
+    {
+        if (entry.Resyncing && entry.ResyncReads > 0)
+        {
+            return false;
+        }
+        entry.Resyncing = true;
+        entry.ResyncReads++;
+        entry.WritesSinceResyncRead = 0;
+        return entry.Enqueue(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = entry.Name }, ifOpen: true, out _);
+    }
+
+    private static bool SameData(byte[] a, byte[] b)
+    {
+        if (a.AsSpan().SequenceEqual(b))
+        {
+            return true;
+        }
+        try
+        {
+            return JsonNode.DeepEquals(JsonNode.Parse(a), JsonNode.Parse(b));
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
     }
 
     public Task SetDataAsync<T>(string name, T value, CancellationToken cancellationToken = default) =>
@@ -343,14 +458,48 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
             case RecordAction.ReadResponse:
                 if (entry is not null)
                 {
+                    var resyncAgain = false;
                     lock (entry.Gate)
                     {
-                        if (!entry.Ready || message.Version >= entry.Version)
+                        var version = message.Version ?? 0;
+                        var data = message.Data?.ToArray() ?? "{}"u8.ToArray();
+                        if (!entry.Ready)
                         {
                             entry.Ready = true;
                             entry.Resyncing = false;
-                            entry.Apply(message.Version ?? 0, message.Data?.ToArray() ?? "{}"u8.ToArray());
+                            entry.ResyncReads = 0;
+                            entry.Apply(version, data);
                         }
+                        else if (entry.Resyncing)
+                        {
+                            entry.ResyncReads = Math.Max(0, entry.ResyncReads - 1);
+                            if (entry.ResyncReads == 0)
+                            {
+                                // The copy was in doubt (a refused write, a missed change): the node's state is the
+                                // truth, newer or older than the copy, whenever it differs in version or data.
+                                if (version != entry.Version || !SameData(data, entry.Json))
+                                {
+                                    entry.Apply(version, data);
+                                }
+                                if (entry.WritesSinceResyncRead > 0)
+                                {
+                                    // Writes went out after the READ, so the answer may not show them: read once more.
+                                    resyncAgain = QueueResyncRead(entry);
+                                }
+                                else
+                                {
+                                    entry.Resyncing = false;
+                                }
+                            }
+                        }
+                        else if (version >= entry.Version)
+                        {
+                            entry.Apply(version, data);
+                        }
+                    }
+                    if (resyncAgain)
+                    {
+                        SendQueued(entry);
                     }
                     entry.Loaded.TrySetResult();
                 }
@@ -383,16 +532,15 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                         }
                         entry.Apply(message.Version.Value, RecordEntry.Serialize(root));
                     }
-                    else if (message.Version > entry.Version + 1 && !entry.Resyncing)
+                    else if (message.Version > entry.Version + 1)
                     {
                         // Missed a change: read the whole record again.
-                        entry.Resyncing = true;
-                        readAgain = true;
+                        readAgain = QueueResyncRead(entry);
                     }
                 }
                 if (readAgain)
                 {
-                    client.TrySendIfOpen(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = entry.Name });
+                    SendQueued(entry);
                 }
                 break;
             case RecordAction.Deleted:
@@ -493,11 +641,16 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
             }
             if (entry is not null && message.Action == (int)RecordAction.InvalidVersion)
             {
+                // The node holds another version than the copy believes: its answer is adopted whatever its version.
+                bool send;
                 lock (entry.Gate)
                 {
-                    entry.Resyncing = true;
+                    send = QueueResyncRead(entry);
                 }
-                client.TrySendIfOpen(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = name });
+                if (send)
+                {
+                    SendQueued(entry);
+                }
             }
         }
     }
@@ -532,20 +685,18 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
             pending?.Result.TrySetResult(new RecordWriteResult { Succeeded = false, Conflict = new RecordConflict(remoteVersion, JsonNode.Parse(remoteJson), ConflictResolution.AdoptedRemote) });
             return;
         }
-        Message? rewrite = null;
+        var rewrote = false;
         RecordConflict conflict;
-        var readAgain = false;
+        var send = false;
         lock (entry.Gate)
         {
             var remote = JsonNode.Parse(remoteJson);
             if (entry.Version > remoteVersion)
             {
                 // Later writes of ours are already on their way: the node's answer is older than our copy. Read the
-                // record again rather than adopting the older data (a READ_RESPONSE never moves the copy backwards).
+                // record again and adopt that answer, whatever its version, rather than this older data.
                 conflict = new RecordConflict(remoteVersion, remote, ConflictResolution.AdoptedRemote);
-                entry.Resyncing = true;
-                entry.Version = remoteVersion;
-                readAgain = true;
+                send = QueueResyncRead(entry);
                 goto Decided;
             }
             var strategy = entry.MergeStrategy ?? client.Options.MergeStrategy;
@@ -575,24 +726,23 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                     pending.Conflict = conflict;
                     _pendingWrites[correlationId] = pending;
                 }
-                rewrite = new Message
+                var rewrite = new Message
                 {
                     Topic = Topic.Record, Action = (int)RecordAction.Update, Name = entry.Name, Version = remoteVersion + 1,
                     Data = json, IsWriteAck = pending is not null, CorrelationId = correlationId,
                 };
+                rewrote = true;
+                entry.WritesSinceResyncRead++;
+                send = entry.Enqueue(rewrite, ifOpen: false, out _);
                 entry.Apply(remoteVersion + 1, json);
             }
         Decided:;
         }
-        if (readAgain)
+        if (send)
         {
-            client.TrySendIfOpen(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = entry.Name });
+            SendQueued(entry);
         }
-        if (rewrite is not null)
-        {
-            _ = client.SendOrQueue(rewrite);
-        }
-        else
+        if (!rewrote)
         {
             pending?.Result.TrySetResult(new RecordWriteResult { Succeeded = false, Conflict = conflict });
         }
@@ -609,16 +759,18 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
                 return;
             }
             entry.AwaitingHead = false;
+            // READs of the lost connection are never answered; one still in doubt is read again on this one.
+            entry.ResyncReads = 0;
             deleted = remoteVersion == -1;
-            resync = !deleted && remoteVersion != entry.Version;
+            resync = false;
             if (deleted)
             {
                 entry.Deleted = true;
                 entry.Changed.OnCompleted();
             }
-            else if (resync)
+            else if (remoteVersion != entry.Version || entry.Resyncing)
             {
-                entry.Resyncing = true;
+                resync = QueueResyncRead(entry);
             }
         }
         if (deleted)
@@ -630,7 +782,7 @@ internal sealed class RecordsClient(StateMeshClient client) : IRecordsClient
         }
         else if (resync)
         {
-            client.TrySendIfOpen(new Message { Topic = Topic.Record, Action = (int)RecordAction.Read, Name = entry.Name });
+            SendQueued(entry);
         }
     }
 

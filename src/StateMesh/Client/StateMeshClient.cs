@@ -28,6 +28,7 @@ public sealed class StateMeshClient : IStateMeshClient
     private readonly BehaviorSubject<ConnectionState> _states = new(ConnectionState.Closed);
     private readonly ConcurrentDictionary<string, TaskCompletionSource<Message>> _pendingAcks = new(StringComparer.Ordinal);
     private readonly List<(Message Message, TaskCompletionSource Sent)> _offline = [];
+    private long _offlineBytes;
     private readonly CancellationTokenSource _closing = new();
     private readonly object _gate = new();
     private readonly EventsClient _events;
@@ -48,6 +49,8 @@ public sealed class StateMeshClient : IStateMeshClient
 
     internal StateMeshClient(Uri uri, ReadOnlyMemory<byte> authData, StateMeshClientOptions options, string? trustedUserId = null)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.OutboundQueueCapacity, 1, "options.OutboundQueueCapacity");
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.OutboundQueueMaxBytes, 1L, "options.OutboundQueueMaxBytes");
         _trustedUserId = trustedUserId;
         _uri = uri;
         _authData = authData;
@@ -204,7 +207,7 @@ public sealed class StateMeshClient : IStateMeshClient
         using var deadline = new CancellationTokenSource(_options.ConnectTimeout, Time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closing.Token, deadline.Token);
         var transport = await ConnectTransportAsync(timeout.Token).ConfigureAwait(false);
-        var link = new ClientLink(transport, _options.Codec ?? NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize);
+        var link = new ClientLink(transport, _options.Codec ?? NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize, _options.OutboundQueueCapacity, _options.OutboundQueueMaxBytes);
         var handshake = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         var login = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_gate)
@@ -266,12 +269,19 @@ public sealed class StateMeshClient : IStateMeshClient
             _recordListeners.OnOpened(link);
             queued = [.. _offline];
             _offline.Clear();
+            _offlineBytes = 0;
             _limboTimer?.Dispose();
             _limboTimer = null;
             foreach (var (message, sent) in queued)
             {
-                link.TrySend(message);
-                sent.TrySetResult();
+                if (link.TrySend(message))
+                {
+                    sent.TrySetResult();
+                }
+                else
+                {
+                    sent.TrySetException(Backpressure(message, $"{link.QueuedMessages} messages and {link.QueuedBytes} bytes wait to be written to {_uri}"));
+                }
             }
         }
         SetState(ConnectionState.Open);
@@ -462,6 +472,7 @@ public sealed class StateMeshClient : IStateMeshClient
         {
             failed = [.. _offline];
             _offline.Clear();
+            _offlineBytes = 0;
         }
         foreach (var (message, sent) in failed)
         {
@@ -496,20 +507,39 @@ public sealed class StateMeshClient : IStateMeshClient
     {
         lock (_gate)
         {
-            if (_open && _link is { } link && link.TrySend(message))
+            if (_open && _link is { } link)
             {
-                return Task.CompletedTask;
+                switch (link.Send(message))
+                {
+                    case ClientLink.SendResult.Sent:
+                        return Task.CompletedTask;
+                    case ClientLink.SendResult.Full:
+                        return Task.FromException(Backpressure(message, $"{link.QueuedMessages} messages and {link.QueuedBytes} bytes wait to be written to {_uri}"));
+                }
             }
             if (!_closing.IsCancellationRequested && Time.GetTimestamp() < _limboUntil)
             {
+                var size = OfflineSize(message);
+                if (_offline.Count >= _options.OutboundQueueCapacity || (_offline.Count > 0 && _offlineBytes + size > _options.OutboundQueueMaxBytes))
+                {
+                    return Task.FromException(Backpressure(message, $"{_offline.Count} messages and {_offlineBytes} bytes wait in the offline buffer for the connection to {_uri}"));
+                }
                 var sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 _offline.Add((message, sent));
+                _offlineBytes += size;
                 return sent.Task;
             }
         }
         return Task.FromException(new StateMeshOfflineException(
             $"{ActionNames.Of(message.Topic, message.Action)} '{message.Name}' was not sent: the client is {_states.Value}, not connected to {_uri}."));
     }
+
+    private static long OfflineSize(Message message) => (message.Data?.Length ?? 0) + (message.Name?.Length ?? 0) + (message.Path?.Length ?? 0);
+
+    private StateMeshBackpressureException Backpressure(Message message, string waiting) => new(
+        $"{ActionNames.Of(message.Topic, message.Action)} '{message.Name}' was not sent: {waiting}, at the limit of " +
+        $"StateMeshClientOptions.OutboundQueueCapacity ({_options.OutboundQueueCapacity}) or OutboundQueueMaxBytes ({_options.OutboundQueueMaxBytes}). " +
+        "The connection does not drain as fast as the application sends: send less, wait for acknowledgements, or raise the limits.");
 
     /// <summary>Sends when open (else drops: subscriptions are re-sent on reconnect).</summary>
     internal bool TrySendIfOpen(Message message)

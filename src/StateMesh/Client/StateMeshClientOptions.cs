@@ -45,6 +45,19 @@ public sealed class StateMeshClientOptions
     /// </summary>
     public Protocol.IMessageCodec? Codec { get; set; }
 
+    /// <summary>
+    /// Most messages waiting to be written to the connection (and, while reconnecting, in the offline buffer); past it a
+    /// send fails with <see cref="StateMeshBackpressureException"/> instead of holding more memory. At least 1.
+    /// </summary>
+    public int OutboundQueueCapacity { get; set; } = 65536;
+
+    /// <summary>
+    /// Most bytes waiting to be written to the connection, encoded (and, while reconnecting, payload bytes in the offline
+    /// buffer); past it a send fails with <see cref="StateMeshBackpressureException"/>. A single message larger than
+    /// this still goes when nothing else waits. At least 1.
+    /// </summary>
+    public long OutboundQueueMaxBytes { get; set; } = 64L * 1024 * 1024;
+
     /// <summary>The largest frame the client accepts from a node.</summary>
     public int MaxMessageSize { get; set; } = 16 * 1024 * 1024;
 

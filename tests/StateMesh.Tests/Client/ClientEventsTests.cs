@@ -234,4 +234,59 @@ public class ClientLimitsTests
         using var _ = await client.Events.SubscribeAsync<int>("still-open", _ => { });
         Assert.Equal(ConnectionState.Open, client.ConnectionState);
     }
+
+    [Fact]
+    public async Task Sends_past_the_outbound_byte_limit_fail_with_a_backpressure_exception_instead_of_queueing()
+    {
+        using var node = new Support.FakeNode { StopReadingAfterLogin = true };
+        const int Limit = 256 * 1024, Payload = 1024;
+        await using var client = await StateMeshClient.ConnectAsync(node.Address, null, new StateMeshClientOptions { OutboundQueueMaxBytes = Limit });
+        await node.NextLoginAsync();
+        var payload = new string('x', Payload);
+        // The in-memory pipe takes 1 MiB before the client's writer waits, and the writer holds at most 256 KiB more
+        // (and one 64 KiB frame): past that only the client's own queue grows, up to its limit.
+        const int Most = (1024 * 1024 + 256 * 1024 + 64 * 1024 + Limit) / Payload + 16;
+        Exception? refused = null;
+        var accepted = 0;
+        while (accepted < 20 * Most)
+        {
+            var publish = client.Events.PublishAsync("flood", payload);
+            if (publish.IsFaulted)
+            {
+                refused = publish.Exception!.InnerException;
+                break;
+            }
+            accepted++;
+        }
+        var backpressure = Assert.IsType<StateMeshBackpressureException>(refused);
+        Assert.InRange(accepted, Limit / (2 * Payload), Most);
+        Assert.Contains("OutboundQueueMaxBytes", backpressure.Message, StringComparison.Ordinal);
+        Assert.Equal(ConnectionState.Open, client.ConnectionState);
+    }
+
+    [Fact]
+    public async Task Sends_past_the_outbound_message_count_fail_with_a_backpressure_exception()
+    {
+        using var node = new Support.FakeNode { StopReadingAfterLogin = true };
+        const int Capacity = 100;
+        await using var client = await StateMeshClient.ConnectAsync(node.Address, null, new StateMeshClientOptions { OutboundQueueCapacity = Capacity });
+        await node.NextLoginAsync();
+        var payload = new string('x', 16 * 1024);
+        // 16 KiB each: the pipe and the writer hold at most (1 MiB + 256 KiB + 64 KiB) / 16 KiB of them, the queue 100.
+        const int Most = (1024 * 1024 + 256 * 1024 + 64 * 1024) / (16 * 1024) + Capacity + 4;
+        Exception? refused = null;
+        var accepted = 0;
+        while (accepted < 20 * Most)
+        {
+            var publish = client.Events.PublishAsync("flood", payload);
+            if (publish.IsFaulted)
+            {
+                refused = publish.Exception!.InnerException;
+                break;
+            }
+            accepted++;
+        }
+        Assert.IsType<StateMeshBackpressureException>(refused);
+        Assert.InRange(accepted, Capacity, Most);
+    }
 }

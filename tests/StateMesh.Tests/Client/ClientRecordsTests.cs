@@ -242,4 +242,67 @@ public class ClientRecordsTests
         await Assert.ThrowsAsync<ArgumentException>(() => client.Records.SetDataAsync("number", 5));
         Assert.Equal(0, record.Version);
     }
+
+    [Fact]
+    public async Task Concurrent_writers_in_one_client_leave_its_copy_equal_to_the_node_and_writable()
+    {
+        await using var node = await TestNode.StartAsync();
+        await using var ana = await ConnectAsync(node);
+        await using var bob = await ConnectAsync(node);
+        await using var record = await ana.Records.GetAsync<JsonObject>("contended");
+        const int Writers = 4, Writes = 50, Iterations = 50;
+        for (var i = 0; i < Iterations; i++)
+        {
+            // Dedicated threads released together, so that the writes of one client race each other for real.
+            using var start = new Barrier(Writers);
+            var iteration = i;
+            var writers = Enumerable.Range(0, Writers).Select(w => Task.Factory.StartNew(() =>
+            {
+                start.SignalAndWait();
+                var results = new List<Task<RecordWriteResult>>();
+                for (var n = 0; n < Writes; n++)
+                {
+                    results.Add(record.SetWithAckAsync($"w{w}", iteration * Writes + n));
+                }
+                return Task.WhenAll(results);
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap()).ToArray();
+            var written = (await Task.WhenAll(writers).WaitAsync(TimeSpan.FromSeconds(30))).SelectMany(r => r).ToArray();
+            // Nobody else writes: a write refused by the node can only mean that it left the client out of version order.
+            Assert.All(written, r => Assert.True(r.Succeeded, $"iteration {iteration}: {r.Error}"));
+            var last = await record.SetWithAckAsync("iteration", iteration).WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(last.Succeeded, $"iteration {iteration}: the client's write failed ({last.Error}); it holds v{record.Version}");
+            var onNode = await bob.Records.SnapshotAsync<JsonObject>("contended");
+            Assert.Equal(onNode!.Version, record.Version);
+            Assert.True(JsonNode.DeepEquals(onNode.Value, record.Data), $"iteration {iteration}: client {record.Data!.ToJsonString()} node {onNode.Value.ToJsonString()}");
+        }
+        Assert.Equal(Iterations * (Writers * Writes + 1), record.Version);
+    }
+
+    [Fact]
+    public async Task A_copy_that_believes_a_later_version_than_the_node_adopts_the_nodes_state_after_a_refused_write()
+    {
+        await using var node = await TestNode.StartAsync();
+        await using var ana = await ConnectAsync(node);
+        await using var bob = await ConnectAsync(node);
+        await using var record = await ana.Records.GetAsync<JsonObject>("ahead");
+        for (var i = 1; i <= 3; i++)
+        {
+            Assert.True((await record.SetWithAckAsync(new JsonObject { ["n"] = i })).Succeeded);
+        }
+        // The state the out-of-order sends left behind (the client believed v400 while the node held v258).
+        var entry = ((Record<JsonObject>)record).Entry;
+        lock (entry.Gate)
+        {
+            entry.Version = 400;
+        }
+        var adopted = Next(record.Changes.Select(data => (record.Version, data)), c => c.Version == 3);
+        var refused = await record.SetWithAckAsync("n", 4);
+        Assert.False(refused.Succeeded);
+        var (version, data) = await adopted;
+        Assert.Equal(3, data["n"]!.GetValue<int>());
+        Assert.True((await record.SetWithAckAsync("n", 5)).Succeeded);
+        var onNode = await bob.Records.SnapshotAsync<JsonObject>("ahead");
+        Assert.Equal((4, 5), (onNode!.Version, onNode.Value["n"]!.GetValue<int>()));
+        Assert.Equal(4, record.Version);
+    }
 }

@@ -53,7 +53,7 @@ internal sealed record LoadOptions
                 "--pairs" => o with { Pairs = Int(1, 5000) },
                 "--providers" => o with { Providers = Int(1, 1000) },
                 "--callers" => o with { Callers = Int(1, 5000) },
-                "--connections" => o with { Connections = Int(1, 15_000) },
+                "--connections" => o with { Connections = Int(1, 100_000) },
                 "--writers" => o with { Writers = Int(1, 1000) },
                 "--seconds" => o with { Seconds = Int(1, 600) },
                 "--warmup" => o with { Warmup = Int(0, 60) },

@@ -33,6 +33,12 @@ try
             return await Report.RunAsync(args);
     }
     var options = LoadOptions.Parse(args);
+    if (FileDescriptors.RaiseToHardLimit() is { } files)
+    {
+        Console.WriteLine(files.Before == files.After
+            ? $"open files: soft limit {files.After} (hard limit {files.Hard})"
+            : $"open files: soft limit raised from {files.Before} to {files.After} (the hard limit)");
+    }
     var result = options.Scenario switch
     {
         "pairs" => await EventScenarios.PairsAsync(options),

@@ -48,6 +48,9 @@ internal sealed class LoadConnection : IAsyncDisposable
     /// <summary>Called for every other message after login (acks, errors).</summary>
     public Action<Message>? OnOther { get; set; }
 
+    /// <summary>Called for RECORD acks (subscribe, unsubscribe, listen), which <see cref="OnOther"/> does not see.</summary>
+    public Action<Message>? OnRecordAck { get; set; }
+
     public bool Closed { get; private set; }
 
     /// <summary>The read loop ended, or the writer did (a peer that reset the connection shows here first when this side does not read).</summary>
@@ -238,7 +241,8 @@ internal sealed class LoadConnection : IAsyncDisposable
         }
         else if (m.IsAck && m.Topic == Topic.Record)
         {
-            // subscription acks: nothing to do
+            // Subscription acks: not replies a request waits for (SubscribeRecordAsync waits for READ_RESPONSE).
+            OnRecordAck?.Invoke(m);
         }
         else if (Interlocked.Exchange(ref _waiting, null) is { } waiting)
         {

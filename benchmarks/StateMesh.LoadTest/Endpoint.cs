@@ -44,10 +44,35 @@ internal sealed record Endpoint(Uri Address, Wire Wire)
         return new Endpoint(uri, wire);
     }
 
-    public Task<TransportConnection> ConnectAsync(CancellationToken cancellationToken) =>
+    /// <summary>Connects, from <paramref name="localAddress"/> (a loopback address) when given.</summary>
+    public Task<TransportConnection> ConnectAsync(IPAddress? localAddress, CancellationToken cancellationToken) =>
         IsWebSocket
-            ? WebSocketClientTransport.ConnectAsync(Address, 1 << 20, cancellationToken)
-            : TcpTransport.ConnectAsync(Address.Host, Address.Port, cancellationToken);
+            ? WebSocketClientTransport.ConnectAsync(Address, 1 << 20, localAddress, cancellationToken)
+            : TcpTransport.ConnectAsync(Address.Host, Address.Port, localAddress, cancellationToken);
+
+    /// <summary>
+    /// Where connection <paramref name="index"/> of <paramref name="total"/> connects from. Loopback has about 28,000
+    /// ephemeral ports per source address (32768–60999), so beyond 25,000 connections to one target they are spread
+    /// round robin over 127.0.0.2, 127.0.0.3, …, at most 20,000 on each; below that the kernel picks (null).
+    /// </summary>
+    public IPAddress? SourceAddressFor(int index, int total)
+    {
+        var count = SourceAddressCount(total);
+        return count == 0 ? null : new IPAddress([127, 0, 0, (byte)(2 + index % count)]);
+    }
+
+    public int SourceAddressCount(int total)
+    {
+        if (total <= 25_000)
+        {
+            return 0;
+        }
+        if (Address.HostNameType != UriHostNameType.IPv4)
+        {
+            throw new ArgumentException($"more than 25,000 connections need several source addresses, which only IPv4 loopback (127.0.0.0/8) has; {Address.Host} is not");
+        }
+        return (total + 19_999) / 20_000;
+    }
 
     public override string ToString() => Address.ToString();
 }

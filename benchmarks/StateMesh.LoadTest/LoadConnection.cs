@@ -48,11 +48,24 @@ internal sealed class LoadConnection : IAsyncDisposable
     /// <summary>Called for every other message after login (acks, errors).</summary>
     public Action<Message>? OnOther { get; set; }
 
+    /// <summary>Called for RECORD acks (subscribe, unsubscribe, listen), which <see cref="OnOther"/> does not see.</summary>
+    public Action<Message>? OnRecordAck { get; set; }
+
     public bool Closed { get; private set; }
 
-    public static async Task<LoadConnection> OpenAsync(Endpoint endpoint, string user, CancellationToken cancellationToken = default)
+    /// <summary>The read loop ended, or the writer did (a peer that reset the connection shows here first when this side does not read).</summary>
+    public bool Broken => Closed || _writer.IsCompleted;
+
+    /// <summary>Bytes queued to send and not yet written to the transport.</summary>
+    public long Backlog => _outbound.QueuedBytes;
+
+    public static async Task<LoadConnection> OpenAsync(Endpoint endpoint, string user, CancellationToken cancellationToken = default) =>
+        await OpenAsync(endpoint, user, null, cancellationToken);
+
+    /// <summary>Connects from <paramref name="localAddress"/> when given, then logs in as <paramref name="user"/>.</summary>
+    public static async Task<LoadConnection> OpenAsync(Endpoint endpoint, string user, System.Net.IPAddress? localAddress, CancellationToken cancellationToken = default)
     {
-        var transport = await endpoint.ConnectAsync(cancellationToken);
+        var transport = await endpoint.ConnectAsync(localAddress, cancellationToken);
         var connection = new LoadConnection(endpoint, transport);
         connection._reader = Task.Run(connection.ReadAsync, CancellationToken.None);
         if (endpoint.Wire == Wire.Relay)
@@ -120,6 +133,9 @@ internal sealed class LoadConnection : IAsyncDisposable
 
     public void Send(Message message) => Enqueue(_outbound.Encode(message));
 
+    /// <summary>A heartbeat, as deepstream clients send: the node closes connections that stay silent.</summary>
+    public void Ping() => _outbound.TryEnqueue(_outbound.Encode(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Ping }));
+
     private void Enqueue(ReadOnlyMemory<byte> encoded)
     {
         if (!_outbound.TryEnqueue(encoded) && !_disposing)
@@ -127,6 +143,17 @@ internal sealed class LoadConnection : IAsyncDisposable
             throw new InvalidOperationException("the connection is closed");
         }
     }
+
+    private TaskCompletionSource? _paused;
+
+    /// <summary>
+    /// Stops reading the socket (a slow reader): what the node sends piles up in the socket buffers, then in its
+    /// outbound queue. <see cref="ResumeReading"/> or disposal reads on.
+    /// </summary>
+    public void PauseReading() =>
+        Interlocked.CompareExchange(ref _paused, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), null);
+
+    public void ResumeReading() => Interlocked.Exchange(ref _paused, null)?.TrySetResult();
 
     private async Task ReadAsync()
     {
@@ -138,6 +165,10 @@ internal sealed class LoadConnection : IAsyncDisposable
         {
             while (true)
             {
+                if (Volatile.Read(ref _paused) is { } paused)
+                {
+                    await paused.Task;
+                }
                 var result = await input.ReadAsync();
                 var buffer = result.Buffer;
                 while (Framing.TryReadFrame(ref buffer, int.MaxValue, out var frame, out _) == Framing.Status.Frame)
@@ -167,8 +198,9 @@ internal sealed class LoadConnection : IAsyncDisposable
                 }
             }
         }
-        catch (IOException)
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
         {
+            // Reset by the peer, or the transport closed under a read (disposal of a connection whose peer stopped reading).
         }
         Closed = true;
         Interlocked.Exchange(ref _waiting, null)?.TrySetException(new IOException("the connection closed"));
@@ -209,7 +241,8 @@ internal sealed class LoadConnection : IAsyncDisposable
         }
         else if (m.IsAck && m.Topic == Topic.Record)
         {
-            // subscription acks: nothing to do
+            // Subscription acks: not replies a request waits for (SubscribeRecordAsync waits for READ_RESPONSE).
+            OnRecordAck?.Invoke(m);
         }
         else if (Interlocked.Exchange(ref _waiting, null) is { } waiting)
         {
@@ -272,13 +305,32 @@ internal sealed class LoadConnection : IAsyncDisposable
     {
         _disposing = true; // replies still arriving from the node are dropped, not thrown
         _outbound.Complete();
-        await _writer.ConfigureAwait(false);
-        _transport.Input.CancelPendingRead();
+        // A peer that stopped reading (a node busy elsewhere) would hold the last write forever: give it a while, then
+        // close the transport under it. A peer that reset the connection faulted the writer: nothing left to send.
+        if (await Task.WhenAny(_writer, Task.Delay(TimeSpan.FromSeconds(5))) != _writer)
+        {
+            await _transport.DisposeAsync();
+        }
+        ResumeReading();
+        try
+        {
+            _transport.Input.CancelPendingRead();
+        }
+        catch (InvalidOperationException)
+        {
+        }
         if (_reader is not null)
         {
             await _reader.ConfigureAwait(false);
         }
         await _transport.DisposeAsync();
+        try
+        {
+            await _writer.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException or System.Net.Sockets.SocketException)
+        {
+        }
     }
 }
 

@@ -6,7 +6,7 @@ namespace StateMesh.LoadTest;
 
 internal sealed record LoadOptions
 {
-    public static readonly string[] Scenarios = ["fanout", "pairs", "records", "rpc", "idle", "durable"];
+    public static readonly string[] Scenarios = ["fanout", "pairs", "records", "rpc", "idle", "durable", "attack"];
 
     public required string Scenario { get; init; }
     public Endpoint Target { get; init; } = Endpoint.Parse("tcp://127.0.0.1:6021");
@@ -22,6 +22,18 @@ internal sealed record LoadOptions
     public int Warmup { get; init; } = 2;
     public int Payload { get; init; } = 64;
     public int Window { get; init; } = 1000;
+
+    /// <summary>Whether --window was given (attack keeps one round trip in flight per pair unless told).</summary>
+    public bool WindowGiven { get; init; }
+
+    /// <summary>attack: listen, subscribe, slowreader, or all (one attacked phase per kind, against one baseline).</summary>
+    public string Attack { get; init; } = "all";
+
+    /// <summary>attack listen: pathological patterns the attacker listens to, per topic (events and records).</summary>
+    public int AttackPatterns { get; init; } = 40;
+
+    /// <summary>attack subscribe: names per subscribe message of the flood.</summary>
+    public int AttackNames { get; init; } = 5000;
 
     /// <summary>Offered load in messages per second over all publishers (open loop); 0 runs closed loop, as fast as the window allows.</summary>
     public double Rate { get; init; }
@@ -53,12 +65,15 @@ internal sealed record LoadOptions
                 "--pairs" => o with { Pairs = Int(1, 5000) },
                 "--providers" => o with { Providers = Int(1, 1000) },
                 "--callers" => o with { Callers = Int(1, 5000) },
-                "--connections" => o with { Connections = Int(1, 15_000) },
+                "--connections" => o with { Connections = Int(1, 100_000) },
                 "--writers" => o with { Writers = Int(1, 1000) },
                 "--seconds" => o with { Seconds = Int(1, 600) },
                 "--warmup" => o with { Warmup = Int(0, 60) },
                 "--payload" => o with { Payload = Int(16, 1 << 20) },
-                "--window" => o with { Window = Int(1, 1_000_000) },
+                "--window" => o with { Window = Int(1, 1_000_000), WindowGiven = true },
+                "--attack" => o with { Attack = AttackScenario.Kinds.Contains(v) || v == "all" ? v : throw new ArgumentException($"unknown attack {v}: use listen, subscribe, slowreader or all") },
+                "--attack-patterns" => o with { AttackPatterns = Int(1, 10_000) },
+                "--attack-names" => o with { AttackNames = Int(1, 100_000) },
                 "--rate" => o with { Rate = Math.Max(0, double.Parse(v, CultureInfo.InvariantCulture)) },
                 "--node-pid" => o with { NodePid = int.Parse(v, CultureInfo.InvariantCulture) },
                 "--json" => o with { JsonPath = v },
@@ -103,6 +118,9 @@ internal sealed record LoadResult
 
     /// <summary>Idle only: growth of the node's resident memory per held connection.</summary>
     public double? MemoryPerConnectionBytes { get; init; }
+
+    /// <summary>Attack only: the ordinary clients without and with the attacker, phase by phase.</summary>
+    public AttackReport? Attack { get; init; }
 
     public string Machine { get; init; } = $"{Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}";
     public DateTime StartedUtc { get; init; } = DateTime.UtcNow;

@@ -13,6 +13,10 @@ const string Usage = """
       rpc      --providers P answer at once; --callers C keep --window W calls in flight each
       idle     --connections N logged-in connections held; the node's memory per connection (needs --node-pid)
       durable  --writers W each write their own record and wait for the durable write acknowledgement
+      attack   --pairs K ordinary event ping-pong pairs measured without, then with one attacker, in one run:
+               --attack listen|subscribe|slowreader|all (all: one attacked phase per kind)
+               --attack-patterns 40 (listen, per topic)  --attack-names 5000 (subscribe, per message)
+               --window 1 (round trips in flight per pair)  or --rate R (round trips/s offered, open loop)
     options: --target tcp://127.0.0.1:6021 | ws://127.0.0.1:6020/deepstream | ws://127.0.0.1:6020/statemesh | relay://127.0.0.1:7000
              --label NAME  --seconds 10  --warmup 2  --payload 64  --window 1000 (in flight per subscriber, or per caller)
              --rate R (offered messages/s, open loop; default: closed loop)  --node-pid PID (CPU and memory from /proc)
@@ -33,6 +37,12 @@ try
             return await Report.RunAsync(args);
     }
     var options = LoadOptions.Parse(args);
+    if (FileDescriptors.RaiseToHardLimit() is { } files)
+    {
+        Console.WriteLine(files.Before == files.After
+            ? $"open files: soft limit {files.After} (hard limit {files.Hard})"
+            : $"open files: soft limit raised from {files.Before} to {files.After} (the hard limit)");
+    }
     var result = options.Scenario switch
     {
         "pairs" => await EventScenarios.PairsAsync(options),
@@ -40,10 +50,20 @@ try
         "rpc" => await RpcScenario.RunAsync(options),
         "idle" => await IdleScenario.RunAsync(options),
         "durable" => await RecordScenarios.DurableWritesAsync(options),
+        "attack" => await AttackScenario.RunAsync(options),
         _ => await EventScenarios.FanoutAsync(options),
     };
     Console.WriteLine(LoadResult.MarkdownHeader);
     Console.WriteLine(result.ToMarkdownRow());
+    if (result.Attack is { } attack)
+    {
+        Console.WriteLine();
+        Console.WriteLine(AttackReport.MarkdownHeader);
+        foreach (var row in attack.ToMarkdownRows(result))
+        {
+            Console.WriteLine(row);
+        }
+    }
     if (options.JsonPath is not null)
     {
         await File.WriteAllTextAsync(options.JsonPath, JsonSerializer.Serialize(result, LoadResult.Json));

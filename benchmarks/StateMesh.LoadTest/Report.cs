@@ -53,8 +53,9 @@ internal static class Report
         return 0;
     }
 
+    // attack runs compare a node with itself (without and with an attacker), not with deepstream: their own section.
     private static List<Ratio> Ratios(List<LoadResult> results) =>
-        results.GroupBy(r => (r.Scenario, r.Shape, r.OfferedPerSecond))
+        results.Where(r => r.Attack is null).GroupBy(r => (r.Scenario, r.Shape, r.OfferedPerSecond))
             .SelectMany(g =>
             {
                 var theirs = g.FirstOrDefault(r => r.Label == Baseline);
@@ -102,6 +103,24 @@ internal static class Report
             md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Ours.Scenario} | {r.Ours.Shape} | {offered} | {r.Ours.Label} | {X(r.Throughput)} | {X(r.Cpu)} | {X(r.P99)} | {X(r.Memory)} | {relay} | {target.Text} | {(figure >= target.Goal ? "yes" : "**no**")} ({X(figure)}) |");
         }
         md.AppendLine().AppendLine($"![StateMesh against deepstream]({chartFile})").AppendLine();
+        var attacks = results.Where(r => r.Attack is not null).OrderBy(r => r.StartedUtc).ToList();
+        if (attacks.Count > 0)
+        {
+            md.AppendLine("### Ordinary clients without and with an attacker (same node, same run)").AppendLine();
+            foreach (var ordinary in attacks.Select(r => r.Attack!.Ordinary).Distinct())
+            {
+                md.AppendLine(CultureInfo.InvariantCulture, $"Ordinary clients: {ordinary}.").AppendLine();
+            }
+            md.AppendLine(AttackReport.MarkdownHeader);
+            foreach (var r in attacks)
+            {
+                foreach (var row in r.Attack!.ToMarkdownRows(r))
+                {
+                    md.AppendLine(row);
+                }
+            }
+            md.AppendLine();
+        }
         md.AppendLine("### Every run").AppendLine();
         md.AppendLine(LoadResult.MarkdownHeader);
         foreach (var r in results.OrderBy(r => r.StartedUtc))

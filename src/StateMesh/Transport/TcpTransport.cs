@@ -26,11 +26,27 @@ internal static class TcpTransport
             });
     }
 
-    public static async Task<TransportConnection> ConnectAsync(string host, int port, CancellationToken cancellationToken)
+    public static Task<TransportConnection> ConnectAsync(string host, int port, CancellationToken cancellationToken) =>
+        ConnectAsync(host, port, localAddress: null, cancellationToken);
+
+    /// <summary>
+    /// Connects from <paramref name="localAddress"/> when given (a load test spreads many connections over several
+    /// loopback source addresses, since each has only its ephemeral port range).
+    /// </summary>
+    public static async Task<TransportConnection> ConnectAsync(string host, int port, IPAddress? localAddress, CancellationToken cancellationToken)
     {
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        var socket = localAddress is null ? new Socket(SocketType.Stream, ProtocolType.Tcp) : new Socket(localAddress.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
+            if (localAddress is not null)
+            {
+                if (OperatingSystem.IsLinux())
+                {
+                    // IP_BIND_ADDRESS_NO_PORT: the port is chosen at connect, per destination, not reserved at bind.
+                    socket.SetRawSocketOption(0, 24, BitConverter.GetBytes(1));
+                }
+                socket.Bind(new IPEndPoint(localAddress, 0));
+            }
             await socket.ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
         }
         catch

@@ -12,11 +12,19 @@ namespace StateMesh.Transport;
 /// </summary>
 internal static class WebSocketClientTransport
 {
-    public static async Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, CancellationToken cancellationToken)
+    public static Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, CancellationToken cancellationToken) =>
+        ConnectAsync(uri, maxMessageSize, localAddress: null, cancellationToken);
+
+    /// <summary>As <see cref="ConnectAsync(Uri, int, CancellationToken)"/>, from <paramref name="localAddress"/> when given (ws:// only).</summary>
+    public static async Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, System.Net.IPAddress? localAddress, CancellationToken cancellationToken)
     {
         if (uri.Scheme == "ws")
         {
-            return await ConnectFramedAsync(uri, maxMessageSize, cancellationToken).ConfigureAwait(false);
+            return await ConnectFramedAsync(uri, maxMessageSize, localAddress, cancellationToken).ConfigureAwait(false);
+        }
+        if (localAddress is not null)
+        {
+            throw new NotSupportedException("a local address can be chosen for ws:// only");
         }
         var socket = new ClientWebSocket();
         try
@@ -58,9 +66,9 @@ internal static class WebSocketClientTransport
     /// ws:// without TLS: the upgrade request and RFC 6455 framing on a TCP connection's own pipes, batched per write
     /// (ADR 0003). wss:// goes through <see cref="ClientWebSocket"/>.
     /// </summary>
-    private static async Task<TransportConnection> ConnectFramedAsync(Uri uri, int maxMessageSize, CancellationToken cancellationToken)
+    private static async Task<TransportConnection> ConnectFramedAsync(Uri uri, int maxMessageSize, System.Net.IPAddress? localAddress, CancellationToken cancellationToken)
     {
-        var tcp = await TcpTransport.ConnectAsync(uri.Host, uri.Port, cancellationToken).ConfigureAwait(false);
+        var tcp = await TcpTransport.ConnectAsync(uri.Host, uri.Port, localAddress, cancellationToken).ConfigureAwait(false);
         try
         {
             var key = Convert.ToBase64String(RandomNumberGenerator.GetBytes(16));

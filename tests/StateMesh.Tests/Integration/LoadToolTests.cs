@@ -39,19 +39,23 @@ public sealed class LoadToolTests(LoadToolTests.Fixture fixture) : IClassFixture
         }
     }
 
-    private async Task<JsonElement> RunAsync(string label, params string[] args)
+    private Task<JsonElement> RunAsync(string label, params string[] args) => RunAsync(fixture.Server, label, args);
+
+    private async Task<JsonElement> RunAsync(ServerProcess server, string label, params string[] args)
     {
         var json = Path.Combine(fixture.Results.FullName, $"{args[0]}-{label}-{Guid.NewGuid():N}.json");
         var (code, output) = await Repository.RunAsync("dotnet",
-            [LoadToolDll, .. args, "--label", label, "--seconds", "1", "--warmup", "0", "--node-pid", fixture.Server.Pid.ToString(), "--json", json],
+            [LoadToolDll, .. args, "--label", label, "--seconds", "1", "--warmup", "0", "--node-pid", server.Pid.ToString(), "--json", json],
             Repository.Root, TimeSpan.FromMinutes(2));
         Assert.True(code == 0, output);
         return JsonDocument.Parse(await File.ReadAllTextAsync(json)).RootElement;
     }
 
-    private string Target(string protocol) => protocol == "deepstream"
-        ? $"ws://127.0.0.1:{fixture.Server.HttpPort}/deepstream"
-        : $"tcp://127.0.0.1:{fixture.Server.Port}";
+    private string Target(string protocol) => Target(fixture.Server, protocol);
+
+    private static string Target(ServerProcess server, string protocol) => protocol == "deepstream"
+        ? $"ws://127.0.0.1:{server.HttpPort}/deepstream"
+        : $"tcp://127.0.0.1:{server.Port}";
 
     [Theory]
     [InlineData("deepstream", "fanout", "--subscribers", "5")]
@@ -86,6 +90,54 @@ public sealed class LoadToolTests(LoadToolTests.Fixture fixture) : IClassFixture
         Assert.Equal(0, result.GetProperty("Errors").GetInt32());
         Assert.True(result.GetProperty("NodeRssBytes").GetInt64() > 0);
         Assert.Equal(JsonValueKind.Number, result.GetProperty("MemoryPerConnectionBytes").ValueKind);
+    }
+
+    // Each attack gets a node of its own: what an attacker leaves behind (a regex still running, a million
+    // subscriptions being removed) must not reach the other tests. Few patterns, so that the node is back at once.
+    [Theory]
+    [InlineData("deepstream", "listen")]
+    [InlineData("native", "listen")]
+    [InlineData("deepstream", "subscribe")]
+    [InlineData("native", "subscribe")]
+    [InlineData("deepstream", "slowreader")]
+    [InlineData("native", "slowreader")]
+    public async Task Attack_measures_the_ordinary_clients_without_and_with_the_attacker(string protocol, string attack)
+    {
+        var data = Directory.CreateTempSubdirectory("statemesh-attack-");
+        try
+        {
+            await using var server = await ServerProcess.StartAsync($"--StateMesh:DataDirectory={data.FullName}");
+            var result = await RunAsync(server, protocol, "attack", "--target", Target(server, protocol), "--attack", attack,
+                "--pairs", "4", "--attack-patterns", "3", "--attack-names", "500");
+            Assert.Equal(0, result.GetProperty("Errors").GetInt32());
+            var phases = result.GetProperty("Attack").GetProperty("Phases").EnumerateArray().ToList();
+            Assert.Equal(["none", attack], phases.Select(p => p.GetProperty("Attack").GetString()));
+            foreach (var phase in phases)
+            {
+                Assert.True(phase.GetProperty("RoundTrips").GetInt64() > 0, phase.ToString());
+                Assert.True(phase.GetProperty("LatencySamples").GetInt32() > 0, phase.ToString());
+                Assert.True(phase.GetProperty("NodeCpuSeconds").GetDouble() > 0, phase.ToString());
+            }
+            Assert.Equal(JsonValueKind.Null, phases[0].GetProperty("Attacker").ValueKind);
+            var attacker = phases[1].GetProperty("Attacker");
+            Assert.True(attacker.GetProperty("Connections").GetInt32() >= 1, attacker.ToString());
+            Assert.True(attacker.GetProperty("NamesSent").GetInt64() > 0, attacker.ToString());
+            Assert.Equal(JsonValueKind.Number, phases[1].GetProperty("ThroughputKeptPercent").ValueKind);
+
+            // The report gives attack runs their own table (they compare a node with itself, not with deepstream).
+            await File.WriteAllTextAsync(Path.Combine(data.FullName, "attack.json"), result.ToString());
+            var markdown = Path.Combine(data.FullName, "report.md");
+            var (code, output) = await Repository.RunAsync("dotnet",
+                [LoadToolDll, "report", "--in", data.FullName, "--markdown", markdown, "--chart", Path.Combine(data.FullName, "chart.png")], Repository.Root, TimeSpan.FromMinutes(1));
+            Assert.True(code == 0, output);
+            var text = await File.ReadAllTextAsync(markdown);
+            Assert.Contains("### Ordinary clients without and with an attacker", text);
+            Assert.Contains($"| {protocol} | {attack} |", text);
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
     }
 
     [Fact]

@@ -368,13 +368,13 @@ internal sealed class HttpApiTarget : FuzzTarget
         using var stream = new MemoryStream(_body, 0, _length, writable: false);
         var reading = HttpApi.ReadBodyAsync(stream, CancellationToken.None);
         var body = reading.GetAwaiter().GetResult();
-        if (body is JsonObject authData)
+        if (HttpApiRequest.ParseLogin(body) is { } loginJson)
         {
-            using var login = HttpApiRequest.LoginDocument(authData); // POST /api/auth
+            using var login = HttpApiRequest.LoginDocument(loginJson); // POST /api/auth
         }
         if (HttpApiRequest.Parse(body) is { } request)
         {
-            using var login = HttpApiRequest.LoginDocument(request.AuthData);
+            using var login = HttpApiRequest.LoginDocument(request.LoginJson);
         }
     }
 }

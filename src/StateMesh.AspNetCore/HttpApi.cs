@@ -33,12 +33,15 @@ internal sealed class HttpApi(StateMeshNode node)
         return await ReadBodyAsync(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
     }
 
+    // A name given twice is not JSON we accept: JsonObject would throw on the first lookup of any name.
+    private static readonly JsonDocumentOptions BodyOptions = new() { AllowDuplicateProperties = false };
+
     /// <summary>The body as JSON, or null when it is not JSON (or larger than the request may be).</summary>
     internal static async Task<JsonNode?> ReadBodyAsync(Stream body, CancellationToken cancellationToken)
     {
         try
         {
-            return await JsonNode.ParseAsync(body, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return await JsonNode.ParseAsync(body, documentOptions: BodyOptions, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is JsonException or Microsoft.AspNetCore.Http.BadHttpRequestException)
         {
@@ -46,21 +49,21 @@ internal sealed class HttpApi(StateMeshNode node)
         }
     }
 
-    private async Task<AuthenticationResult> AuthenticateAsync(HttpContext context, JsonObject authData)
+    private async Task<AuthenticationResult> AuthenticateAsync(HttpContext context, string loginJson)
     {
-        using var document = HttpApiRequest.LoginDocument(authData);
+        using var document = HttpApiRequest.LoginDocument(loginJson);
         var remote = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
         return await node.Engine.Authenticator.AuthenticateAsync(new AuthenticationContext(document.RootElement, remote), context.RequestAborted).ConfigureAwait(false);
     }
 
     public async Task AuthAsync(HttpContext context)
     {
-        if (await ReadBodyAsync(context).ConfigureAwait(false) is not JsonObject authData)
+        if (HttpApiRequest.ParseLogin(await ReadBodyAsync(context).ConfigureAwait(false)) is not { } loginJson)
         {
             await Json(context, StatusCodes.Status400BadRequest, new JsonObject { ["error"] = "the body must be a JSON object of login data" }).ConfigureAwait(false);
             return;
         }
-        var result = await AuthenticateAsync(context, authData).ConfigureAwait(false);
+        var result = await AuthenticateAsync(context, loginJson).ConfigureAwait(false);
         if (!result.IsValid)
         {
             await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["error"] = "INVALID_AUTHENTICATION_DETAILS", ["clientData"] = result.ClientData?.DeepClone() }).ConfigureAwait(false);
@@ -90,7 +93,7 @@ internal sealed class HttpApi(StateMeshNode node)
         }
         else
         {
-            var login = await AuthenticateAsync(context, request.AuthData).ConfigureAwait(false);
+            var login = await AuthenticateAsync(context, request.LoginJson).ConfigureAwait(false);
             if (!login.IsValid)
             {
                 await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["result"] = "FAILURE", ["error"] = "INVALID_AUTHENTICATION_DETAILS" }).ConfigureAwait(false);

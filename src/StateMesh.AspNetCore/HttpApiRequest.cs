@@ -7,27 +7,54 @@ namespace StateMesh.AspNetCore;
 /// An /api request as read from its JSON, before anything runs: <c>{token | authData, body: [operations]}</c>. All that
 /// the request's JSON decides is read here, so that the parsing can be tested (and fuzzed) without a node.
 /// </summary>
-internal sealed record HttpApiRequest(string? Token, JsonObject AuthData, HttpApiOperation?[] Operations)
+internal sealed record HttpApiRequest(string? Token, string LoginJson, HttpApiOperation?[] Operations)
 {
-    /// <summary>The request, or null when the body is not a JSON object with a <c>body</c> array.</summary>
+    /// <summary>
+    /// The request, or null when the body is not a JSON object with a <c>body</c> array, or when a string in it is not
+    /// text (invalid UTF-8 or an unpaired surrogate escape: JsonNode finds those only when a value is read).
+    /// </summary>
     public static HttpApiRequest? Parse(JsonNode? body)
     {
-        if (body is not JsonObject request || request["body"] is not JsonArray operations)
+        if (body is not JsonObject request)
         {
             return null;
         }
-        var token = request["token"]?.GetValueKind() == JsonValueKind.String ? request["token"]!.GetValue<string>() : null;
-        var authData = request["authData"] as JsonObject ?? [];
-        var parsed = new HttpApiOperation?[operations.Count];
-        for (var i = 0; i < parsed.Length; i++)
+        try
         {
-            parsed[i] = HttpApiOperation.Parse(operations[i]);
+            if (request["body"] is not JsonArray operations)
+            {
+                return null;
+            }
+            var token = request["token"]?.GetValueKind() == JsonValueKind.String ? request["token"]!.GetValue<string>() : null;
+            var login = (request["authData"] as JsonObject ?? []).ToJsonString();
+            var parsed = new HttpApiOperation?[operations.Count];
+            for (var i = 0; i < parsed.Length; i++)
+            {
+                parsed[i] = HttpApiOperation.Parse(operations[i]);
+            }
+            return new HttpApiRequest(token, login, parsed);
         }
-        return new HttpApiRequest(token, authData, parsed);
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The login data of POST /api/auth as JSON text, or null when the body is not an object of text.</summary>
+    public static string? ParseLogin(JsonNode? body)
+    {
+        try
+        {
+            return body is JsonObject login ? login.ToJsonString() : null;
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Login data as the authentication chain reads it.</summary>
-    public static JsonDocument LoginDocument(JsonObject authData) => JsonDocument.Parse(authData.ToJsonString());
+    public static JsonDocument LoginDocument(string loginJson) => JsonDocument.Parse(loginJson);
 }
 
 /// <summary>One operation of an /api request; null where the operation is not a JSON object.</summary>

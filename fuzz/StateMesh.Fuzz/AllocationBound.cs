@@ -3,12 +3,13 @@ namespace StateMesh.Fuzz;
 /// <summary>
 /// "No input makes the node allocate more than a small multiple of its size": each target measures the bytes its
 /// parser allocates on this thread and fails when they exceed <see cref="PerInputByte"/> bytes per input byte plus
-/// <see cref="Fixed"/> bytes (what parsing the smallest frame costs in objects that do not depend on its size).
+/// <see cref="Fixed"/> bytes: what the costliest input of a bounded shape costs whatever its size (a record path of
+/// RecordPath.MaxTokens steps that creates each of them is about 32 KB).
 /// </summary>
 internal static class AllocationBound
 {
     public const int PerInputByte = 64;
-    public const int Fixed = 16 * 1024;
+    public const int Fixed = 64 * 1024;
 
     /// <summary>The most one measured call allocated since the last reset (for <c>measure</c>).</summary>
     public static long Largest { get; set; }

@@ -30,9 +30,18 @@ internal sealed class HttpApi(StateMeshNode node)
         {
             limit.MaxRequestBodySize = node.Engine.Options.MaxMessageSize;
         }
+        return await ReadBodyAsync(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    // A name given twice is not JSON we accept: JsonObject would throw on the first lookup of any name.
+    private static readonly JsonDocumentOptions BodyOptions = new() { AllowDuplicateProperties = false };
+
+    /// <summary>The body as JSON, or null when it is not JSON (or larger than the request may be).</summary>
+    internal static async Task<JsonNode?> ReadBodyAsync(Stream body, CancellationToken cancellationToken)
+    {
         try
         {
-            return await JsonNode.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted).ConfigureAwait(false);
+            return await JsonNode.ParseAsync(body, documentOptions: BodyOptions, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is JsonException or Microsoft.AspNetCore.Http.BadHttpRequestException)
         {
@@ -40,21 +49,21 @@ internal sealed class HttpApi(StateMeshNode node)
         }
     }
 
-    private async Task<AuthenticationResult> AuthenticateAsync(HttpContext context, JsonObject authData)
+    private async Task<AuthenticationResult> AuthenticateAsync(HttpContext context, string loginJson)
     {
-        using var document = JsonDocument.Parse(authData.ToJsonString());
+        using var document = HttpApiRequest.LoginDocument(loginJson);
         var remote = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
         return await node.Engine.Authenticator.AuthenticateAsync(new AuthenticationContext(document.RootElement, remote), context.RequestAborted).ConfigureAwait(false);
     }
 
     public async Task AuthAsync(HttpContext context)
     {
-        if (await ReadBodyAsync(context).ConfigureAwait(false) is not JsonObject authData)
+        if (HttpApiRequest.ParseLogin(await ReadBodyAsync(context).ConfigureAwait(false)) is not { } loginJson)
         {
             await Json(context, StatusCodes.Status400BadRequest, new JsonObject { ["error"] = "the body must be a JSON object of login data" }).ConfigureAwait(false);
             return;
         }
-        var result = await AuthenticateAsync(context, authData).ConfigureAwait(false);
+        var result = await AuthenticateAsync(context, loginJson).ConfigureAwait(false);
         if (!result.IsValid)
         {
             await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["error"] = "INVALID_AUTHENTICATION_DETAILS", ["clientData"] = result.ClientData?.DeepClone() }).ConfigureAwait(false);
@@ -67,15 +76,15 @@ internal sealed class HttpApi(StateMeshNode node)
 
     public async Task ApiAsync(HttpContext context)
     {
-        if (await ReadBodyAsync(context).ConfigureAwait(false) is not JsonObject request || request["body"] is not JsonArray operations)
+        if (HttpApiRequest.Parse(await ReadBodyAsync(context).ConfigureAwait(false)) is not { } request)
         {
             await Json(context, StatusCodes.Status400BadRequest, new JsonObject { ["result"] = "FAILURE", ["error"] = "the body must be {\"body\": [operations]} with a token or authData" }).ConfigureAwait(false);
             return;
         }
         string userId;
-        if (request["token"]?.GetValueKind() == JsonValueKind.String)
+        if (request.Token is { } token)
         {
-            if (_tokens.TryUse(request["token"]!.GetValue<string>()) is not { } tokenUser)
+            if (_tokens.TryUse(token) is not { } tokenUser)
             {
                 await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["result"] = "FAILURE", ["error"] = "unknown or expired token" }).ConfigureAwait(false);
                 return;
@@ -84,7 +93,7 @@ internal sealed class HttpApi(StateMeshNode node)
         }
         else
         {
-            var login = await AuthenticateAsync(context, request["authData"] as JsonObject ?? []).ConfigureAwait(false);
+            var login = await AuthenticateAsync(context, request.LoginJson).ConfigureAwait(false);
             if (!login.IsValid)
             {
                 await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["result"] = "FAILURE", ["error"] = "INVALID_AUTHENTICATION_DETAILS" }).ConfigureAwait(false);
@@ -97,16 +106,16 @@ internal sealed class HttpApi(StateMeshNode node)
         await client.OpenAsync(context.RequestAborted).ConfigureAwait(false);
         var results = new JsonArray();
         var succeeded = 0;
-        foreach (var operation in operations)
+        foreach (var operation in request.Operations)
         {
-            var result = await ExecuteAsync(client, operation as JsonObject, context.RequestAborted).ConfigureAwait(false);
+            var result = await ExecuteAsync(client, operation, context.RequestAborted).ConfigureAwait(false);
             if (result["success"]?.GetValue<bool>() == true)
             {
                 succeeded++;
             }
             results.Add(result);
         }
-        var overall = succeeded == operations.Count ? "SUCCESS" : succeeded == 0 ? "FAILURE" : "PARTIAL_SUCCESS";
+        var overall = succeeded == request.Operations.Length ? "SUCCESS" : succeeded == 0 ? "FAILURE" : "PARTIAL_SUCCESS";
         await Json(context, StatusCodes.Status200OK, new JsonObject { ["result"] = overall, ["body"] = results }).ConfigureAwait(false);
     }
 
@@ -123,46 +132,43 @@ internal sealed class HttpApi(StateMeshNode node)
     private static JsonObject Failure(string error, string topic, string errorEvent) =>
         new() { ["success"] = false, ["error"] = error, ["errorTopic"] = topic, ["errorEvent"] = errorEvent };
 
-    private static string? Text(JsonObject op, string key) => op[key]?.GetValueKind() == JsonValueKind.String ? op[key]!.GetValue<string>() : null;
-
-    private static async Task<JsonObject> ExecuteAsync(StateMeshClient client, JsonObject? op, CancellationToken cancellationToken)
+    private static async Task<JsonObject> ExecuteAsync(StateMeshClient client, HttpApiOperation? op, CancellationToken cancellationToken)
     {
         if (op is null)
         {
             return Failure("an operation must be a JSON object", "unknown", "INVALID_MESSAGE_DATA");
         }
-        var topic = Text(op, "topic") ?? "";
-        var action = Text(op, "action") ?? "";
+        var (topic, action) = (op.Topic, op.Action);
         try
         {
             switch (topic, action)
             {
-                case ("event", "emit") when Text(op, "eventName") is { Length: > 0 } name:
-                    await client.Events.PublishAsync(name, op["data"]?.DeepClone(), cancellationToken: cancellationToken).ConfigureAwait(false);
+                case ("event", "emit") when op.EventName is { Length: > 0 } name:
+                    await client.Events.PublishAsync(name, op.Data, cancellationToken: cancellationToken).ConfigureAwait(false);
                     return Success();
-                case ("rpc", "make") when Text(op, "rpcName") is { Length: > 0 } name:
-                    var response = await client.Rpc.MakeAsync<JsonNode?, JsonNode?>(name, op["data"]?.DeepClone(), cancellationToken).ConfigureAwait(false);
+                case ("rpc", "make") when op.RpcName is { Length: > 0 } name:
+                    var response = await client.Rpc.MakeAsync<JsonNode?, JsonNode?>(name, op.Data, cancellationToken).ConfigureAwait(false);
                     return new JsonObject { ["success"] = true, ["data"] = response };
-                case ("record" or "list", "read") when (Text(op, "recordName") ?? Text(op, "listName")) is { Length: > 0 } name:
+                case ("record" or "list", "read") when (op.RecordName ?? op.ListName) is { Length: > 0 } name:
                     var snapshot = await client.Records.SnapshotAsync<JsonNode>(name, cancellationToken).ConfigureAwait(false);
                     return snapshot is null
                         ? Failure($"record '{name}' not found", topic, "RECORD_NOT_FOUND")
                         : new JsonObject { ["success"] = true, ["data"] = snapshot.Value, ["version"] = snapshot.Version };
-                case ("record", "head") when Text(op, "recordName") is { Length: > 0 } name:
+                case ("record", "head") when op.RecordName is { Length: > 0 } name:
                     var version = await client.Records.HeadAsync(name, cancellationToken).ConfigureAwait(false);
                     return version == -1 ? Failure($"record '{name}' not found", topic, "RECORD_NOT_FOUND") : Success(version, "version");
-                case ("record" or "list", "write") when (Text(op, "recordName") ?? Text(op, "listName")) is { Length: > 0 } name:
-                    var data = op["data"]?.DeepClone();
-                    if (topic == "list" && (data is not JsonArray entries || entries.Any(e => e?.GetValueKind() != JsonValueKind.String)))
+                case ("record" or "list", "write") when (op.RecordName ?? op.ListName) is { Length: > 0 } name:
+                    var data = op.Data;
+                    if (topic == "list" && !op.DataIsRecordNames)
                     {
                         return Failure("list data must be an array of record names", topic, "INVALID_MESSAGE_DATA");
                     }
-                    var path = Text(op, "path");
+                    var path = op.Path;
                     var written = path is null
                         ? await client.Records.SetDataWithAckAsync(name, data, cancellationToken).ConfigureAwait(false)
                         : await client.Records.SetDataWithAckAsync(name, path, data, cancellationToken).ConfigureAwait(false);
                     return written.Succeeded ? Success() : Failure(written.Error ?? "the write lost a conflict", topic, written.Conflict is not null ? "VERSION_EXISTS" : "RECORD_UPDATE_ERROR");
-                case ("record" or "list", "delete") when (Text(op, "recordName") ?? Text(op, "listName")) is { Length: > 0 } name:
+                case ("record" or "list", "delete") when (op.RecordName ?? op.ListName) is { Length: > 0 } name:
                     if (await client.Records.HeadAsync(name, cancellationToken).ConfigureAwait(false) == -1)
                     {
                         return Failure($"record '{name}' not found", topic, "RECORD_NOT_FOUND");
@@ -172,13 +178,13 @@ internal sealed class HttpApi(StateMeshNode node)
                         await record.DeleteAsync(cancellationToken).ConfigureAwait(false);
                     }
                     return Success();
-                case ("record", "notify") when op["recordNames"] is JsonArray names:
-                    await client.Records.NotifyAsync(names.Select(n => n?.ToString() ?? ""), cancellationToken).ConfigureAwait(false);
+                case ("record", "notify") when op.RecordNames is { } names:
+                    await client.Records.NotifyAsync(names, cancellationToken).ConfigureAwait(false);
                     return Success();
                 case ("presence", "query"):
-                    if (op["names"] is JsonArray users)
+                    if (op.Names is { } users)
                     {
-                        var answer = await client.Presence.QueryAsync(users.Select(u => u?.ToString() ?? ""), cancellationToken).ConfigureAwait(false);
+                        var answer = await client.Presence.QueryAsync(users, cancellationToken).ConfigureAwait(false);
                         return Success(new JsonObject(answer.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))), "users");
                     }
                     var all = await client.Presence.QueryAllAsync(cancellationToken).ConfigureAwait(false);

@@ -307,6 +307,16 @@ internal sealed class WebSocketPump
     private static bool IsSendable(ushort status) =>
         status is (>= 1000 and <= 1003) or (>= 1007 and <= 1014) or (>= 3000 and <= 4999);
 
+    /// <summary>
+    /// Only the receiving half: reads the peer's frames until its input ends, as <see cref="RunServerAsync"/> does with
+    /// <paramref name="session"/> (a node) or <see cref="RunAsync"/> without one (a client). For the fuzz targets.
+    /// </summary>
+    internal Task ReceiveOnlyAsync(TransportConnection? session)
+    {
+        _session = session;
+        return ReceiveAsync();
+    }
+
     private async Task ReceiveAsync()
     {
         ArrayBufferWriter<byte>? message = null; // only fragmented messages need it

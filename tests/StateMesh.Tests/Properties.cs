@@ -1,1 +1,2 @@
 [assembly: System.Runtime.CompilerServices.InternalsVisibleTo("StateMesh.Sqlite.Tests")]
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("StateMesh.Postgres.Tests")]

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using StateMesh.Protocol;
 using StateMesh.Transport;
 
@@ -11,13 +12,17 @@ internal sealed class ClientLink : IAsyncDisposable
     private readonly Action<Message> _onMessage;
     private readonly TimeProvider _time;
     private readonly int _maxFrame;
+    private readonly ILogger _logger;
+    private readonly string _address;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _lastReceived;
     private volatile bool _completed;
 
-    public ClientLink(TransportConnection transport, IMessageCodec codec, Action<Message> onMessage, TimeProvider time, int maxFrame, int queueCapacity, long queueMaxBytes)
+    public ClientLink(TransportConnection transport, IMessageCodec codec, Action<Message> onMessage, TimeProvider time, int maxFrame, int queueCapacity, long queueMaxBytes, ILogger logger, string address)
     {
+        _logger = logger;
+        _address = address;
         _transport = transport;
         _outbound = new OutboundQueue(codec, queueCapacity, queueMaxBytes);
         _onMessage = onMessage;
@@ -70,8 +75,14 @@ internal sealed class ClientLink : IAsyncDisposable
         {
             await _outbound.RunWriterAsync(_transport.Output, null, _stop.Token).ConfigureAwait(false);
         }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+            // the link is closing: nothing failed
+        }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or System.Net.Sockets.SocketException)
         {
+            // The read loop sees the transport end and reports the loss; this says why writing stopped.
+            ClientLog.TransportFailed(_logger, _address, ex.GetType().Name, ex.Message);
         }
         finally
         {

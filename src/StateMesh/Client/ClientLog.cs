@@ -33,4 +33,10 @@ internal static partial class ClientLog
 
     [LoggerMessage(EventId = 107, EventName = "ReauthenticationFailed", Level = LogLevel.Error, Message = "The node at {Address} refused the login on reconnect; giving up")]
     public static partial void ReauthenticationFailed(ILogger logger, string address);
+
+    [LoggerMessage(EventId = 110, EventName = "TransportFailed", Level = LogLevel.Debug, Message = "Writing to {Address} failed ({ErrorType}: {Error}); the connection ends")]
+    public static partial void TransportFailed(ILogger logger, string address, string errorType, string error);
+
+    [LoggerMessage(EventId = 111, EventName = "ProviderFailed", Level = LogLevel.Error, Message = "The provider of '{Name}' threw; the caller gets \"{Answer}\"")]
+    public static partial void ProviderFailed(ILogger logger, string name, string answer, Exception exception);
 }

@@ -38,7 +38,8 @@ internal sealed class PresenceClient(StateMeshClient client) : IPresenceClient
     private readonly Dictionary<string, int> _users = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, TaskCompletionSource<Message>> _queries = new(StringComparer.Ordinal);
     private int _everyoneReferences;
-    private readonly ConcurrentQueue<string> _queryAllOrder = new();
+    // QUERY_ALL ids in the order sent, for nodes that answer without the id (deepstream); each leaves when its query ends.
+    private readonly LinkedList<string> _queryAllOrder = new();
 
     private object Gate => client.Gate;
 
@@ -137,9 +138,13 @@ internal sealed class PresenceClient(StateMeshClient client) : IPresenceClient
         var correlationId = client.NextCorrelationId();
         var reply = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         _queries[correlationId] = reply;
-        if (query.Action == (int)PresenceAction.QueryAll)
+        var ordered = query.Action == (int)PresenceAction.QueryAll;
+        if (ordered)
         {
-            _queryAllOrder.Enqueue(correlationId);
+            lock (_queryAllOrder)
+            {
+                _queryAllOrder.AddLast(correlationId);
+            }
         }
         try
         {
@@ -153,6 +158,33 @@ internal sealed class PresenceClient(StateMeshClient client) : IPresenceClient
         finally
         {
             _queries.TryRemove(correlationId, out _);
+            if (ordered)
+            {
+                lock (_queryAllOrder)
+                {
+                    _queryAllOrder.Remove(correlationId);
+                }
+            }
+        }
+    }
+
+    /// <summary>Queries waiting for an answer, as held in memory (for tests: nothing may stay once they end).</summary>
+    internal int PendingQueries
+    {
+        get
+        {
+            lock (_queryAllOrder)
+            {
+                return _queries.Count + _queryAllOrder.Count;
+            }
+        }
+    }
+
+    private string? OldestQueryAll()
+    {
+        lock (_queryAllOrder)
+        {
+            return _queryAllOrder.First?.Value;
         }
     }
 
@@ -175,7 +207,7 @@ internal sealed class PresenceClient(StateMeshClient client) : IPresenceClient
                 {
                     reply.TrySetResult(message);
                 }
-                else if (message.CorrelationId is null && message.Action == (int)PresenceAction.QueryAllResponse && _queryAllOrder.TryDequeue(out var oldest) && _queries.TryGetValue(oldest, out var first))
+                else if (message.CorrelationId is null && message.Action == (int)PresenceAction.QueryAllResponse && OldestQueryAll() is { } oldest && _queries.TryGetValue(oldest, out var first))
                 {
                     // deepstream servers answer QUERY_ALL without the correlation id: answers come in order.
                     first.TrySetResult(message);

@@ -152,6 +152,11 @@ internal sealed class RpcClient(StateMeshClient client) : IRpcClient
 
     // ---------- incoming ----------
 
+    /// <summary>What a caller is told when a provider's handler throws anything but <see cref="RpcErrorException"/>.</summary>
+    internal const string ProviderFailedText = "The provider failed.";
+
+    private static readonly byte[] ProviderFailedJson = JsonSerializer.SerializeToUtf8Bytes(ProviderFailedText, StateMeshJsonContext.Default.String);
+
     public void Handle(Message message)
     {
         var action = (RpcAction)message.Action;
@@ -204,9 +209,15 @@ internal sealed class RpcClient(StateMeshClient client) : IRpcClient
             {
                 answer = reply with { Action = (int)RpcAction.Reject };
             }
-            catch (Exception ex)
+            catch (RpcErrorException ex)
             {
                 answer = reply with { Action = (int)RpcAction.RequestError, Data = JsonSerializer.SerializeToUtf8Bytes(ex.Message, StateMeshJsonContext.Default.String) };
+            }
+            catch (Exception ex)
+            {
+                // Whatever the exception says stays here: the caller gets a fixed text.
+                ClientLog.ProviderFailed(client.Logger, message.Name ?? "", ProviderFailedText, ex);
+                answer = reply with { Action = (int)RpcAction.RequestError, Data = ProviderFailedJson };
             }
             client.TrySendIfOpen(answer);
         }, CancellationToken.None);

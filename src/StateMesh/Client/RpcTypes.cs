@@ -14,8 +14,10 @@ public interface IRpcClient
 
     /// <summary>
     /// Provides <paramref name="name"/>: requests are accepted at once and answered with the handler's result. A handler
-    /// that throws <see cref="RpcRejectedException"/> rejects (the node tries another provider); any other exception
-    /// becomes the caller's <see cref="RpcErrorCode.ProviderError"/> with its message. Completes when the node has
+    /// that throws <see cref="RpcRejectedException"/> rejects (the node tries another provider); one that throws
+    /// <see cref="RpcErrorException"/> answers the caller's <see cref="RpcErrorCode.ProviderError"/> with that exception's
+    /// message; any other exception is logged here and the caller gets the fixed text "The provider failed." (internal
+    /// details stay in the provider's log). Completes when the node has
     /// acknowledged; dispose to stop providing. Provided again after a reconnect.
     /// </summary>
     Task<IAsyncDisposable> ProvideWithContextAsync<TRequest, TResponse>(string name, Func<RpcRequest<TRequest>, CancellationToken, Task<TResponse>> handler, CancellationToken cancellationToken = default);
@@ -63,6 +65,16 @@ public sealed class RpcRejectedException : Exception
 {
     /// <summary>Creates the exception.</summary>
     public RpcRejectedException() : base("The provider rejected the request.") { }
+}
+
+/// <summary>
+/// Thrown by a provider's handler to answer the caller with an error: its message is what the caller's
+/// <see cref="RpcException"/> says (<see cref="RpcErrorCode.ProviderError"/>). Other exceptions are not shown to callers.
+/// </summary>
+public sealed class RpcErrorException : Exception
+{
+    /// <summary>Creates the exception with the text the caller sees.</summary>
+    public RpcErrorException(string message) : base(message) { }
 }
 
 /// <summary>Why a call failed.</summary>

@@ -207,7 +207,7 @@ public sealed class StateMeshClient : IStateMeshClient
         using var deadline = new CancellationTokenSource(_options.ConnectTimeout, Time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closing.Token, deadline.Token);
         var transport = await ConnectTransportAsync(timeout.Token).ConfigureAwait(false);
-        var link = new ClientLink(transport, _options.Codec ?? NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize, _options.OutboundQueueCapacity, _options.OutboundQueueMaxBytes);
+        var link = new ClientLink(transport, _options.Codec ?? NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize, _options.OutboundQueueCapacity, _options.OutboundQueueMaxBytes, _logger, _uri.ToString());
         var handshake = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         var login = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_gate)
@@ -427,11 +427,23 @@ public sealed class StateMeshClient : IStateMeshClient
         _limboTimer = Time.CreateTimer(static s => ((StateMeshClient)s!).FailOffline(), this, _options.OfflineBufferTimeout, Timeout.InfiniteTimeSpan);
     }
 
+    /// <summary>
+    /// The wait before reconnect attempt <paramref name="attempt"/> (0-based): the increment times the attempt, at most
+    /// the maximum, plus <paramref name="random"/> (in [0, 1)) times the jitter, so that the clients of a node that
+    /// restarts do not all come back in the same instant. The jitter is at most one increment.
+    /// </summary>
+    internal static TimeSpan ReconnectDelay(StateMeshClientOptions options, int attempt, double random)
+    {
+        var schedule = Math.Min(options.MaxReconnectInterval.Ticks, options.ReconnectIntervalIncrement.Ticks * attempt);
+        var jitter = Math.Min(options.ReconnectJitter.Ticks, options.ReconnectIntervalIncrement.Ticks);
+        return TimeSpan.FromTicks(schedule + (long)(Math.Max(0, jitter) * random));
+    }
+
     private async Task ReconnectLoopAsync()
     {
         for (var attempt = 0; attempt < _options.MaxReconnectAttempts; attempt++)
         {
-            var delay = TimeSpan.FromTicks(Math.Min(_options.MaxReconnectInterval.Ticks, _options.ReconnectIntervalIncrement.Ticks * attempt));
+            var delay = ReconnectDelay(_options, attempt, Random.Shared.NextDouble());
             try
             {
                 if (delay > TimeSpan.Zero)

@@ -12,8 +12,14 @@ public sealed class StateMeshClientOptions
     /// <summary>The client pings this often; a node silent for twice this long counts as lost.</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Reconnect delay grows by this much per attempt (the first retry is immediate).</summary>
+    /// <summary>Reconnect delay grows by this much per attempt (the first retry waits only the jitter).</summary>
     public TimeSpan ReconnectIntervalIncrement { get; set; } = TimeSpan.FromSeconds(4);
+
+    /// <summary>
+    /// Each reconnect delay gets a random extra of up to this much (never more than <see cref="ReconnectIntervalIncrement"/>),
+    /// so that many clients of a node that restarts spread their reconnects instead of arriving at once.
+    /// </summary>
+    public TimeSpan ReconnectJitter { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>The longest reconnect delay.</summary>
     public TimeSpan MaxReconnectInterval { get; set; } = TimeSpan.FromSeconds(180);

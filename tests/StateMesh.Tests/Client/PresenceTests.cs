@@ -12,6 +12,22 @@ public class PresenceTests
         StateMeshClient.ConnectAsync(node.TcpAddress!.ToString(), user is null ? null : new { username = user });
 
     [Fact]
+    public async Task Finished_queries_leave_nothing_behind_in_the_client()
+    {
+        await using var node = await TestNode.StartAsync();
+        await using var client = await LoginAsync(node, "asker");
+        await using var other = await LoginAsync(node, "ana");
+        for (var round = 0; round < 50; round++)
+        {
+            var all = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => client.Presence.QueryAllAsync()));
+            Assert.All(all, users => Assert.Equal(["ana"], users));
+            Assert.True((await client.Presence.QueryAsync(["ana"]))["ana"]);
+            Assert.Equal(2, await client.Presence.CountAsync());
+        }
+        Assert.Equal(0, ((PresenceClient)client.Presence).PendingQueries);
+    }
+
+    [Fact]
     public async Task Two_connections_of_one_user_join_once_and_leave_when_the_last_closes()
     {
         await using var node = await TestNode.StartAsync();

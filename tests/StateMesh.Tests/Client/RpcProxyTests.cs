@@ -53,7 +53,7 @@ public class RpcProxyTests
         public int Resets;
 
         public Task<int> AddAsync(SumRequest request, CancellationToken cancellationToken = default) =>
-            request.A < 0 ? throw new InvalidOperationException("negative: " + request.A) : Task.FromResult(request.A + request.B);
+            request.A < 0 ? throw new RpcErrorException("negative: " + request.A) : Task.FromResult(request.A + request.B);
 
         public Task<string> PingAsync() => Task.FromResult("pong");
 
@@ -168,7 +168,7 @@ public class RpcProxyTests
     }
 
     [Fact]
-    public async Task A_provider_exception_reaches_the_proxy_as_a_provider_error_with_its_message()
+    public async Task An_RpcErrorException_reaches_the_proxy_as_a_provider_error_with_its_message()
     {
         await using var node = await StartNodeAsync();
         await using var provider = await ConnectAsync(node);

@@ -1,4 +1,5 @@
 using System.Text;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using StateMesh.Client;
 using StateMesh.Protocol;
@@ -35,12 +36,26 @@ public class RpcTests
     }
 
     [Fact]
+    public async Task Any_other_provider_exception_stays_in_the_providers_log_and_the_caller_gets_a_fixed_text()
+    {
+        await using var node = await TestNode.StartAsync();
+        using var log = new CapturingLoggerProvider();
+        using var factory = LoggerFactory.Create(b => b.AddProvider(log));
+        await using var provider = await StateMeshClient.ConnectAsync(node.TcpAddress!.ToString(), null, new StateMeshClientOptions { LoggerFactory = factory });
+        await using var caller = await ConnectAsync(node);
+        await using var _ = await provider.Rpc.ProvideAsync<string, string>("leaky", (r, ct) => throw new InvalidOperationException("connection string Password=hunter2"));
+        var error = await Assert.ThrowsAsync<RpcException>(() => caller.Rpc.MakeAsync<string, string>("leaky", "x"));
+        Assert.Equal((RpcErrorCode.ProviderError, "The provider failed."), (error.Code, error.Message));
+        Assert.Contains(log.Lines, l => l.Contains("The provider of 'leaky' threw", StringComparison.Ordinal) && l.Contains("hunter2", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_provider_error_reaches_the_caller_with_its_message_and_no_provider_fails_at_once()
     {
         await using var node = await TestNode.StartAsync();
         await using var provider = await ConnectAsync(node);
         await using var caller = await ConnectAsync(node);
-        await using var _ = await provider.Rpc.ProvideAsync<string, string>("fail", (r, ct) => throw new InvalidOperationException("nope: " + r));
+        await using var _ = await provider.Rpc.ProvideAsync<string, string>("fail", (r, ct) => throw new RpcErrorException("nope: " + r));
         var error = await Assert.ThrowsAsync<RpcException>(() => caller.Rpc.MakeAsync<string, string>("fail", "x"));
         Assert.Equal((RpcErrorCode.ProviderError, "nope: x"), (error.Code, error.Message));
         var none = await Assert.ThrowsAsync<RpcException>(() => caller.Rpc.MakeAsync<string, string>("nobody", "x"));

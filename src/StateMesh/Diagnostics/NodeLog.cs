@@ -58,4 +58,10 @@ internal static partial class NodeLog
 
     [LoggerMessage(EventId = 23, EventName = "AcceptFailed", Level = LogLevel.Warning, Message = "Accepting a TCP connection failed ({Error}); retrying in 100 ms")]
     public static partial void AcceptFailed(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 24, EventName = "Throttled", Level = LogLevel.Information, Message = "Connection {SessionId} ({UserId}) sends names faster than {Rate} per second; reading it more slowly")]
+    public static partial void Throttled(ILogger logger, long sessionId, string? userId, int rate);
+
+    [LoggerMessage(EventId = 25, EventName = "ClusterMessageFailed", Level = LogLevel.Error, Message = "A message from another node on channel {Channel} could not be handled")]
+    public static partial void ClusterMessageFailed(ILogger logger, string channel, Exception exception);
 }

@@ -107,6 +107,17 @@ public sealed class LimitOptions
     [Range(1, int.MaxValue)]
     public int PendingRpcsPerNode { get; set; } = 100_000;
 
+    /// <summary>
+    /// Names per second one connection may send in subscribe, unsubscribe, listen, provide and presence messages; past
+    /// its burst the node stops reading that connection until the rate catches up (nothing is refused or lost).
+    /// </summary>
+    [Range(1, int.MaxValue)]
+    public int NamesPerSecondPerConnection { get; set; } = 5_000;
+
+    /// <summary>Names one connection may send at once before <see cref="NamesPerSecondPerConnection"/> applies.</summary>
+    [Range(1, int.MaxValue)]
+    public int NamesBurstPerConnection { get; set; } = 20_000;
+
     /// <summary>Connections that have not logged in yet; past it a new connection is closed at once.</summary>
     [Range(1, int.MaxValue)]
     public int UnauthenticatedConnections { get; set; } = 1_000;

@@ -26,6 +26,8 @@ internal sealed class Session
     private readonly TransportConnection _transport;
     private readonly OutboundQueue _outbound;
     private readonly CancellationTokenSource _abort = new();
+    private readonly NameRate _names;
+    private bool _throttled;
     private readonly CancellationTokenSource _closingToken = new();
     private readonly TaskCompletionSource _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ITimer? _authTimer;
@@ -51,6 +53,7 @@ internal sealed class Session
         transport.ControlSink = _outbound.TryEnqueueRaw;
         Id = Interlocked.Increment(ref s_nextId);
         _lastReceived = node.Time.GetTimestamp();
+        _names = new NameRate(node.Options.Limits.NamesPerSecondPerConnection, node.Options.Limits.NamesBurstPerConnection, node.Time);
     }
 
     public long Id { get; }
@@ -229,6 +232,15 @@ internal sealed class Session
                     var error = Codec.ParseFrame(frame, messages);
                     foreach (var message in messages)
                     {
+                        if (message.Names is { Length: > 0 } names && _names.Take(names.Length) is { Ticks: > 0 } wait)
+                        {
+                            if (!_throttled)
+                            {
+                                _throttled = true;
+                                NodeLog.Throttled(Logger, Id, UserId, _node.Options.Limits.NamesPerSecondPerConnection);
+                            }
+                            await Task.Delay(wait, _node.Time, _abort.Token).ConfigureAwait(false);
+                        }
                         var pending = ProcessAsync(message);
                         if (!pending.IsCompletedSuccessfully)
                         {

@@ -173,6 +173,37 @@ public class HardeningTests
     }
 
     [Fact]
+    public async Task A_connection_that_sends_names_faster_than_its_rate_is_read_more_slowly_and_loses_nothing()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        await using var node = await TestNode.StartAsync(o =>
+        {
+            o.HeartbeatInterval = TimeSpan.FromHours(1);
+            o.Limits.NamesPerSecondPerConnection = 100;
+            o.Limits.NamesBurstPerConnection = 200;
+        }, time);
+        await using var flooder = await RawClient.LoginAsync(node);
+        await using var other = await RawClient.LoginAsync(node);
+        string[] Names(string prefix) => [.. Enumerable.Range(0, 100).Select(i => $"{prefix}/{i}")];
+        // The burst goes through at once.
+        await flooder.SendAsync(Ev(EventAction.Subscribe, names: Names("a"), cid: "a"), Ev(EventAction.Subscribe, names: Names("b"), cid: "b"));
+        Assert.Equal("a", (await flooder.ReceiveAsync()).CorrelationId);
+        Assert.Equal("b", (await flooder.ReceiveAsync()).CorrelationId);
+        // Past it, the node stops reading the flooder until a second's worth of names has come back...
+        await flooder.SendAsync(Ev(EventAction.Subscribe, names: Names("c"), cid: "c"), new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Ping });
+        // ...while everyone else is served as before.
+        await other.SendAsync(Ev(EventAction.Subscribe, names: Names("o"), cid: "o"));
+        Assert.Equal("o", (await other.ReceiveAsync()).CorrelationId);
+        await Assert.ThrowsAsync<TimeoutException>(() => flooder.ReceiveAsync(TimeSpan.FromMilliseconds(300)));
+        Assert.Equal(300, node.Engine.Sessions.Sum(session => session.EventSubscriptions.Count));
+        time.Advance(TimeSpan.FromSeconds(1));
+        // Then it goes on where it stopped: nothing was refused or dropped.
+        Assert.Equal("c", (await flooder.ReceiveAsync()).CorrelationId);
+        Assert.Equal((int)ConnectionAction.Pong, (await flooder.ReceiveAsync()).Action);
+        Assert.Equal(400, node.Engine.Sessions.Sum(session => session.EventSubscriptions.Count));
+    }
+
+    [Fact]
     public async Task Provided_names_and_pending_calls_are_bounded()
     {
         await using var node = await TestNode.StartAsync(o =>

@@ -35,7 +35,10 @@ public static class StateMeshServiceCollectionExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetService<System.Diagnostics.Metrics.IMeterFactory>(),
             sp.GetRequiredService<StateMesh.Storage.IRecordStore>(),
-            sp.GetRequiredService<StateMesh.Storage.IRecordStorage>()));
+            sp.GetRequiredService<StateMesh.Storage.IRecordStorage>(),
+            sp.GetRequiredService<StateMesh.Cluster.IClusterBus>()));
+        // A node alone is a cluster of one: a bus with a hub of its own (StateMesh.Redis replaces it).
+        services.TryAddSingleton<StateMesh.Cluster.IClusterBus>(_ => new StateMesh.Cluster.InProcessClusterBus());
         services.TryAddSingleton<StateMesh.Storage.IRecordStore, StateMesh.Storage.MemoryRecordStore>();
         services.TryAddSingleton<StateMesh.Storage.IRecordStorage, StateMesh.Storage.MemoryRecordStorage>();
         services.TryAddSingleton<InProcessClientHolder>();

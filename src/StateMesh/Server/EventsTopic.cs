@@ -28,7 +28,9 @@ internal sealed class EventsTopic
                     session.SendError(message, (int)EventAction.InvalidMessageData, "EMIT needs an event name");
                     return;
                 }
-                Fanout.Send(new Message { Topic = Topic.Event, Action = (int)EventAction.Emit, Name = message.Name, Data = message.Data }, _registry.Get(message.Name), session);
+                var emit = new Message { Topic = Topic.Event, Action = (int)EventAction.Emit, Name = message.Name, Data = message.Data };
+                Fanout.Send(emit, _registry.Get(message.Name), session);
+                node.Bus.Publish(Cluster.ClusterChannels.Event(message.Name), emit);
                 return;
             case EventAction.Subscribe:
             case EventAction.Unsubscribe:
@@ -87,6 +89,7 @@ internal sealed class EventsTopic
                     continue;
                 }
                 session.EventSubscriptions.Add(name);
+                node.Bus.Subscribe(Cluster.ClusterChannels.Event(name));
                 Listening.OnSubscribed(session, name, _registry.Add(name, session));
             }
             else
@@ -97,6 +100,7 @@ internal sealed class EventsTopic
                     continue;
                 }
                 node.Limits.Subscriptions.Release();
+                node.Bus.Unsubscribe(Cluster.ClusterChannels.Event(name));
                 if (_registry.Remove(name, session) == 0)
                 {
                     Listening.OnLastUnsubscribed(name);
@@ -106,10 +110,14 @@ internal sealed class EventsTopic
         session.Send(new Message { Topic = Topic.Event, Action = message.Action, CorrelationId = message.CorrelationId, IsAck = true });
     }
 
+    /// <summary>An event another node's client emitted: to every local subscriber.</summary>
+    public void OnRemoteEmit(string name, Message emit) => Fanout.Send(emit, _registry.Get(name), null);
+
     public void RemoveSession(Session session)
     {
         foreach (var name in session.EventSubscriptions)
         {
+            node.Bus.Unsubscribe(Cluster.ClusterChannels.Event(name));
             if (_registry.Remove(name, session) == 0)
             {
                 Listening.OnLastUnsubscribed(name);

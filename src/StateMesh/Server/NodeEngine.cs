@@ -8,15 +8,16 @@ using StateMesh.Transport;
 namespace StateMesh.Server;
 
 /// <summary>The heart of a node: accepts connections, routes messages to topic handlers, tracks sessions.</summary>
-internal sealed class NodeEngine
+internal sealed class NodeEngine : Cluster.IClusterReceiver
 {
     private readonly ConcurrentDictionary<long, Session> _sessions = new();
     private readonly StateMeshMetrics _metrics;
     private volatile bool _stopping;
 
-    public NodeEngine(StateMeshOptions options, Authenticator authenticator, ILogger logger, TimeProvider time, StateMeshMetrics metrics, Storage.IRecordStore store, Storage.IRecordStorage storage)
+    public NodeEngine(StateMeshOptions options, Authenticator authenticator, ILogger logger, TimeProvider time, StateMeshMetrics metrics, Storage.IRecordStore store, Storage.IRecordStorage storage, Cluster.IClusterBus bus)
     {
         Options = options;
+        Bus = bus;
         Authenticator = authenticator;
         Logger = logger;
         Time = time;
@@ -29,6 +30,9 @@ internal sealed class NodeEngine
     }
 
     public StateMeshOptions Options { get; }
+
+    /// <summary>How this node reaches the others of its cluster (a cluster of one when alone).</summary>
+    public Cluster.IClusterBus Bus { get; }
 
     /// <summary>What the node holds for all connections together, against its bounds.</summary>
     public NodeLimits Limits { get; }
@@ -95,6 +99,22 @@ internal sealed class NodeEngine
                 break;
         }
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>What another node published on a channel this node subscribes to. Never throws into the bus.</summary>
+    public void OnMessage(string channel, Message message)
+    {
+        try
+        {
+            if (Cluster.ClusterChannels.TryEvent(channel, out var name))
+            {
+                Events.OnRemoteEmit(name, message);
+            }
+        }
+        catch (Exception ex)
+        {
+            NodeLog.ClusterMessageFailed(Logger, channel, ex);
+        }
     }
 
     public void UnknownAction(Session session, Message message)

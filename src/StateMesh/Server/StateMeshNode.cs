@@ -31,7 +31,8 @@ public sealed class StateMeshNode : IAsyncDisposable
         TimeProvider? timeProvider = null,
         System.Diagnostics.Metrics.IMeterFactory? meterFactory = null,
         Storage.IRecordStore? recordStore = null,
-        Storage.IRecordStorage? recordStorage = null)
+        Storage.IRecordStorage? recordStorage = null,
+        Cluster.IClusterBus? clusterBus = null)
     {
         _options = options.Value;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Node");
@@ -47,7 +48,8 @@ public sealed class StateMeshNode : IAsyncDisposable
             handlers.Add(new OpenAuthenticationHandler());
         }
         _engine = new Server.NodeEngine(_options, new Server.Authenticator(handlers), _logger, timeProvider ?? TimeProvider.System, _metrics,
-            recordStore ?? new Storage.MemoryRecordStore(), recordStorage ?? new Storage.MemoryRecordStorage());
+            recordStore ?? new Storage.MemoryRecordStore(), recordStorage ?? new Storage.MemoryRecordStorage(),
+            clusterBus ?? new Cluster.InProcessClusterBus());
     }
 
     /// <summary>The node's options.</summary>
@@ -70,8 +72,8 @@ public sealed class StateMeshNode : IAsyncDisposable
 
     internal Server.NodeEngine Engine => _engine;
 
-    /// <summary>Starts the endpoints.</summary>
-    public Task StartAsync(CancellationToken cancellationToken = default)
+    /// <summary>Joins the cluster (a cluster of one when alone), then starts the endpoints.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
         {
@@ -85,6 +87,7 @@ public sealed class StateMeshNode : IAsyncDisposable
                 NodeLog.PlainTextPassword(_logger, name);
             }
         }
+        await _engine.Bus.StartAsync(_options.NodeName, _engine, cancellationToken).ConfigureAwait(false);
         _inProcess = InMemoryTransport.Listen(_options.NodeName, connection => _engine.Accept(connection, NativeCodec.Instance));
         if (_options.Tcp.Enabled)
         {
@@ -94,7 +97,6 @@ public sealed class StateMeshNode : IAsyncDisposable
             NodeLog.Listening(_logger, _tcp.LocalEndPoint.ToString());
         }
         NodeLog.NodeStarted(_logger, _options.NodeName);
-        return Task.CompletedTask;
     }
 
     /// <summary>Accepts a connection from another transport (used by adapters such as WebSockets).</summary>
@@ -113,6 +115,7 @@ public sealed class StateMeshNode : IAsyncDisposable
             await _tcp.DisposeAsync().ConfigureAwait(false);
         }
         await _engine.StopAsync(TimeSpan.FromSeconds(5)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _engine.Bus.StopAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

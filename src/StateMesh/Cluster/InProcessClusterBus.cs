@@ -1,0 +1,133 @@
+using System.Threading.Channels;
+using StateMesh.Protocol;
+
+namespace StateMesh.Cluster;
+
+/// <summary>
+/// The nodes of one process that form a cluster: give the same hub to each node's <see cref="InProcessClusterBus"/>.
+/// A node given a hub of its own is a cluster of one.
+/// </summary>
+public sealed class InProcessClusterHub
+{
+    private readonly Lock _gate = new();
+    private InProcessClusterBus[] _members = [];
+
+    internal InProcessClusterBus[] Members => _members;
+
+    internal void Join(InProcessClusterBus bus)
+    {
+        lock (_gate)
+        {
+            if (_members.Any(m => m.NodeName == bus.NodeName))
+            {
+                throw new InvalidOperationException($"A node named '{bus.NodeName}' is already in this cluster: NodeName must be unique.");
+            }
+            _members = [.. _members, bus];
+        }
+    }
+
+    internal void Leave(InProcessClusterBus bus)
+    {
+        lock (_gate)
+        {
+            _members = [.. _members.Where(m => !ReferenceEquals(m, bus))];
+        }
+    }
+}
+
+/// <summary>
+/// A bus between the nodes of one process (see <see cref="InProcessClusterHub"/>). Each node receives on one ordered
+/// queue of its own, so a publisher never runs another node's code on its thread and order per channel holds.
+/// </summary>
+public sealed class InProcessClusterBus : IClusterBus
+{
+    private readonly InProcessClusterHub _hub;
+    private readonly Dictionary<string, int> _interest = new(StringComparer.Ordinal);
+    private readonly Channel<(string Channel, Message Message)> _inbox =
+        Channel.CreateUnbounded<(string, Message)>(new UnboundedChannelOptions { SingleReader = true });
+    private volatile Dictionary<string, int> _snapshot = new(StringComparer.Ordinal);
+    private IClusterReceiver? _receiver;
+    private Task _pump = Task.CompletedTask;
+
+    /// <summary>Creates a bus on <paramref name="hub"/> (a new hub of its own when null: a cluster of one).</summary>
+    public InProcessClusterBus(InProcessClusterHub? hub = null) => _hub = hub ?? new InProcessClusterHub();
+
+    internal string NodeName { get; private set; } = "";
+
+    /// <inheritdoc />
+    public Task StartAsync(string nodeName, IClusterReceiver receiver, CancellationToken cancellationToken)
+    {
+        NodeName = nodeName;
+        _receiver = receiver;
+        _hub.Join(this);
+        _pump = Task.Run(PumpAsync, CancellationToken.None);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public void Subscribe(string channel)
+    {
+        lock (_interest)
+        {
+            _interest[channel] = _interest.GetValueOrDefault(channel) + 1;
+            if (_interest[channel] == 1)
+            {
+                _snapshot = new Dictionary<string, int>(_interest, StringComparer.Ordinal);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void Unsubscribe(string channel)
+    {
+        lock (_interest)
+        {
+            if (!_interest.TryGetValue(channel, out var count))
+            {
+                return;
+            }
+            if (count > 1)
+            {
+                _interest[channel] = count - 1;
+                return;
+            }
+            _interest.Remove(channel);
+            _snapshot = new Dictionary<string, int>(_interest, StringComparer.Ordinal);
+        }
+    }
+
+    /// <inheritdoc />
+    public void Publish(string channel, Message message)
+    {
+        foreach (var member in _hub.Members)
+        {
+            if (!ReferenceEquals(member, this) && member._snapshot.ContainsKey(channel))
+            {
+                member._inbox.Writer.TryWrite((channel, message));
+            }
+        }
+    }
+
+    private async Task PumpAsync()
+    {
+        await foreach (var (channel, message) in _inbox.Reader.ReadAllAsync().ConfigureAwait(false))
+        {
+            // Interest may have ended while the message waited.
+            if (_snapshot.ContainsKey(channel))
+            {
+                _receiver!.OnMessage(channel, message);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _hub.Leave(this);
+        _inbox.Writer.TryComplete();
+        await _pump.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync() => await StopAsync(CancellationToken.None).ConfigureAwait(false);
+}

@@ -69,22 +69,23 @@ public sealed class RedisClusterBus : IClusterBus
         _sharded ? RedisChannel.Sharded(_options.Prefix + channel) : RedisChannel.Literal(_options.Prefix + channel);
 
     /// <inheritdoc />
-    public void Subscribe(string channel)
+    public Task Subscribe(string channel)
     {
         lock (_subscriptions)
         {
             if (_stopped)
             {
-                return;
+                return Task.CompletedTask;
             }
             if (_subscriptions.TryGetValue(channel, out var existing))
             {
                 existing.Count++;
-                return;
+                return existing.Queue;
             }
             var subscription = new Subscription();
             _subscriptions[channel] = subscription;
             subscription.Queue = SubscribeCoreAsync(channel);
+            return subscription.Queue;
         }
     }
 

@@ -18,9 +18,11 @@ public interface IClusterBus : IAsyncDisposable
 
     /// <summary>
     /// One more local interest in <paramref name="channel"/>. Counted: the node receives the channel's messages from the
-    /// first interest until as many <see cref="Unsubscribe"/> calls have come. Never blocks on the network.
+    /// first interest until as many <see cref="Unsubscribe"/> calls have come. Never blocks on the network: the task
+    /// completes once messages published from then on will arrive (a caller that reads shared state after subscribing
+    /// waits for it, so that no change falls between its read and its subscription).
     /// </summary>
-    void Subscribe(string channel);
+    Task Subscribe(string channel);
 
     /// <summary>One local interest in <paramref name="channel"/> fewer.</summary>
     void Unsubscribe(string channel);
@@ -47,11 +49,25 @@ internal static class ClusterChannels
 {
     public static string Event(string name) => "E/" + name;
 
+    /// <summary>A record's changes; the braces make its Redis key and its channel share a hash slot on a Redis Cluster.</summary>
+    public static string Record(string name) => "R/{" + name + "}";
+
     public static bool TryEvent(string channel, out string name)
     {
         if (channel.StartsWith("E/", StringComparison.Ordinal))
         {
             name = channel[2..];
+            return true;
+        }
+        name = "";
+        return false;
+    }
+
+    public static bool TryRecord(string channel, out string name)
+    {
+        if (channel.StartsWith("R/{", StringComparison.Ordinal) && channel.EndsWith('}'))
+        {
+            name = channel[3..^1];
             return true;
         }
         name = "";

@@ -42,10 +42,10 @@ public sealed class InProcessClusterHub
 public sealed class InProcessClusterBus : IClusterBus
 {
     private readonly InProcessClusterHub _hub;
-    private readonly Dictionary<string, int> _interest = new(StringComparer.Ordinal);
+    // Counts change under the lock; publishers of other nodes only ask whether a channel is there, without it.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _interest = new(StringComparer.Ordinal);
     private readonly Channel<(string Channel, Message Message)> _inbox =
         Channel.CreateUnbounded<(string, Message)>(new UnboundedChannelOptions { SingleReader = true });
-    private volatile Dictionary<string, int> _snapshot = new(StringComparer.Ordinal);
     private IClusterReceiver? _receiver;
     private Task _pump = Task.CompletedTask;
 
@@ -65,16 +65,13 @@ public sealed class InProcessClusterBus : IClusterBus
     }
 
     /// <inheritdoc />
-    public void Subscribe(string channel)
+    public Task Subscribe(string channel)
     {
         lock (_interest)
         {
             _interest[channel] = _interest.GetValueOrDefault(channel) + 1;
-            if (_interest[channel] == 1)
-            {
-                _snapshot = new Dictionary<string, int>(_interest, StringComparer.Ordinal);
-            }
         }
+        return Task.CompletedTask;
     }
 
     /// <inheritdoc />
@@ -89,10 +86,11 @@ public sealed class InProcessClusterBus : IClusterBus
             if (count > 1)
             {
                 _interest[channel] = count - 1;
-                return;
             }
-            _interest.Remove(channel);
-            _snapshot = new Dictionary<string, int>(_interest, StringComparer.Ordinal);
+            else
+            {
+                _interest.TryRemove(channel, out _);
+            }
         }
     }
 
@@ -101,7 +99,7 @@ public sealed class InProcessClusterBus : IClusterBus
     {
         foreach (var member in _hub.Members)
         {
-            if (!ReferenceEquals(member, this) && member._snapshot.ContainsKey(channel))
+            if (!ReferenceEquals(member, this) && member._interest.ContainsKey(channel))
             {
                 member._inbox.Writer.TryWrite((channel, message));
             }
@@ -113,7 +111,7 @@ public sealed class InProcessClusterBus : IClusterBus
         await foreach (var (channel, message) in _inbox.Reader.ReadAllAsync().ConfigureAwait(false))
         {
             // Interest may have ended while the message waited.
-            if (_snapshot.ContainsKey(channel))
+            if (_interest.ContainsKey(channel))
             {
                 _receiver!.OnMessage(channel, message);
             }

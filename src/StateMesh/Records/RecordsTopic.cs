@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
+using StateMesh.Cluster;
 using StateMesh.Diagnostics;
 using StateMesh.Protocol;
 using StateMesh.Server;
@@ -25,6 +26,13 @@ internal sealed class RecordsTopic
     private readonly IRecordStorage _storage;
     private readonly RecordOptions _options;
     private readonly SemaphoreSlim[] _locks = new SemaphoreSlim[Stripes];
+    private readonly object[] _viewLocks = new object[Stripes];
+
+    /// <summary>
+    /// Per record with subscribers here, the newest version they were sent. A change from another node can arrive after
+    /// a newer one; it is not sent again (see <see cref="BroadcastLocally"/>). Touched under the record's view lock.
+    /// </summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _broadcastVersions = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _storageSlots;
     private readonly UnsubscribedRecords _unsubscribed;
     private int _evicting;
@@ -57,6 +65,7 @@ internal sealed class RecordsTopic
         for (var i = 0; i < Stripes; i++)
         {
             _locks[i] = new SemaphoreSlim(1, 1);
+            _viewLocks[i] = new object();
         }
     }
 
@@ -67,7 +76,83 @@ internal sealed class RecordsTopic
 
     public Listening.ListenRegistry Listening { get; }
 
-    private SemaphoreSlim LockFor(string name) => _locks[(name.GetHashCode(StringComparison.Ordinal) & 0x7fffffff) % Stripes];
+    private static int StripeOf(string name) => (name.GetHashCode(StringComparison.Ordinal) & 0x7fffffff) % Stripes;
+
+    private SemaphoreSlim LockFor(string name) => _locks[StripeOf(name)];
+
+    private object ViewLockFor(string name) => _viewLocks[StripeOf(name)];
+
+    /// <summary>
+    /// Sends a record's change to its subscribers on this node, unless they were already sent this version or a newer
+    /// one (<paramref name="force"/>: always, for a NOTIFY that re-reads storage).
+    /// </summary>
+    private void BroadcastLocally(string name, int version, Message change, Session? except, bool force = false)
+    {
+        lock (ViewLockFor(name))
+        {
+            if (!force && _broadcastVersions.TryGetValue(name, out var last) && last >= version)
+            {
+                return;
+            }
+            var subscribers = Registry.Get(name);
+            if (subscribers.Length > 0)
+            {
+                _broadcastVersions[name] = version;
+                Fanout.Send(change, subscribers, except);
+            }
+        }
+    }
+
+    /// <summary>A durable change, to the other nodes: the full state with its version, so a node that missed one catches up.</summary>
+    private void PublishChange(string name, RecordState state) =>
+        _node.Bus.Publish(ClusterChannels.Record(name), new Message { Topic = Topic.Record, Action = (int)RecordAction.Update, Name = name, Version = state.Version, Data = state.Data });
+
+    /// <summary>A record change another node made durable: shown to this node's subscribers unless they have a newer one.</summary>
+    public void OnRemoteChange(string name, Message change)
+    {
+        if (change.Action == (int)RecordAction.Deleted)
+        {
+            _ = DeletedElsewhereAsync(name);
+            return;
+        }
+        if (change.Action != (int)RecordAction.Update || change.Version is not { } version || change.Data is not { } data)
+        {
+            return;
+        }
+        if (_pending.TryGetValue(name, out var pending))
+        {
+            lock (pending)
+            {
+                if (!pending.Dead && (pending.Shown is not { } shown || shown.Version < version))
+                {
+                    pending.Shown = new RecordState(version, data);
+                }
+                BroadcastLocally(name, version, change, null);
+            }
+            return;
+        }
+        BroadcastLocally(name, version, change, null);
+    }
+
+    private async Task DeletedElsewhereAsync(string name)
+    {
+        try
+        {
+            using (await LockAsync(name).ConfigureAwait(false))
+            {
+                var subscribers = Registry.Get(name);
+                Fanout.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.Deleted, Name = name }, subscribers, null);
+                foreach (var subscriber in subscribers)
+                {
+                    Unsubscribe(subscriber, name);
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            RecordLog.DeleteFailed(_node.Logger, name, ex);
+        }
+    }
 
     /// <summary>Takes the record's stripe lock; dispose to release it.</summary>
     private async ValueTask<Held> LockAsync(string name)
@@ -142,10 +227,13 @@ internal sealed class RecordsTopic
     /// <summary>A load's result; <see cref="Subscribers"/> is the name's subscriber count when the load also subscribed (else 0).</summary>
     private readonly record struct Loaded(RecordState? State, RecordAction? Error, string? Description, int Subscribers = 0);
 
-    /// <summary>Store first, then storage (promoting what it finds), each under its own timeout.</summary>
-    private async ValueTask<Loaded> LoadAsync(string name)
+    /// <summary>
+    /// Store first, then storage (promoting what it finds), each under its own timeout. <paramref name="visible"/>: what
+    /// a reader may be shown (the store's newest durable state), else what a writer builds on (the newest accepted).
+    /// </summary>
+    private async ValueTask<Loaded> LoadAsync(string name, bool visible = false)
     {
-        var fromStore = await ReadAsync(Guard(_store.GetAsync, name, CancellationToken.None), name, _options.CacheRetrievalTimeout, RecordAction.CacheRetrievalTimeout, "the record store").ConfigureAwait(false);
+        var fromStore = await ReadAsync(Guard(visible ? _store.GetShownAsync : _store.GetAsync, name, CancellationToken.None), name, _options.CacheRetrievalTimeout, RecordAction.CacheRetrievalTimeout, "the record store").ConfigureAwait(false);
         if (fromStore.Error is not null || fromStore.State is not null || IsExcluded(name))
         {
             return fromStore;
@@ -162,13 +250,19 @@ internal sealed class RecordsTopic
         if (state is { } found)
         {
             var promoted = await _store.CompareAndSetAsync(name, -1, found, CancellationToken.None).ConfigureAwait(false);
-            if (!promoted.Succeeded && promoted.Current is { } current)
+            if (promoted.Succeeded)
             {
-                state = current;
+                // What storage holds is durable: it may be shown.
+                await _store.MarkShownAsync(name, found, CancellationToken.None).ConfigureAwait(false);
+                if (Registry.Get(name).Length == 0)
+                {
+                    Remember(name, found.Data.Length);
+                }
             }
-            else if (Registry.Get(name).Length == 0)
+            else if (!visible && promoted.Current is { } current)
             {
-                Remember(name, found.Data.Length);
+                // A writer builds on the newest accepted state; a reader keeps the durable one it found.
+                state = current;
             }
         }
         return new Loaded(state, null, null);
@@ -230,11 +324,17 @@ internal sealed class RecordsTopic
                 }
             }
         }
-        var loaded = await LoadAsync(name).ConfigureAwait(false);
+        var loaded = await LoadAsync(name, visible: true).ConfigureAwait(false);
         if (loaded.Error is null && loaded.State is null && create)
         {
             var created = await _store.CompareAndSetAsync(name, -1, RecordState.Empty, CancellationToken.None).ConfigureAwait(false);
-            var state = created.Succeeded ? RecordState.Empty : created.Current ?? RecordState.Empty;
+            // Version 0 is always {}: it may be shown at once. A record another node created and is writing reads as
+            // created and empty until its first write is durable.
+            var state = created.Succeeded ? RecordState.Empty : (await _store.GetShownAsync(name, CancellationToken.None).ConfigureAwait(false)) ?? RecordState.Empty;
+            if (created.Succeeded)
+            {
+                await _store.MarkShownAsync(name, RecordState.Empty, CancellationToken.None).ConfigureAwait(false);
+            }
             if (created.Succeeded && !IsExcluded(name))
             {
                 // Version 0 is always {}: showing it before it is durable can never show two datas for one version.
@@ -343,6 +443,8 @@ internal sealed class RecordsTopic
                 continue;
             }
             Loaded loaded;
+            // Other nodes' changes reach this node from before the read on (see HearChangesAsync).
+            var hearing = await HearChangesAsync(name).ConfigureAwait(false);
             try
             {
                 using (await LockSettledAsync(name).ConfigureAwait(false))
@@ -358,6 +460,10 @@ internal sealed class RecordsTopic
             {
                 ReleaseReservation(reserved && !session.RecordSubscriptions.ContainsKey(name));
                 throw;
+            }
+            finally
+            {
+                hearing.Dispose();
             }
             if (loaded.Error is not null)
             {
@@ -386,6 +492,7 @@ internal sealed class RecordsTopic
                 continue;
             }
             Loaded loaded;
+            var hearing = await HearChangesAsync(name).ConfigureAwait(false);
             try
             {
                 using (await LockSettledAsync(name).ConfigureAwait(false))
@@ -398,6 +505,10 @@ internal sealed class RecordsTopic
             {
                 ReleaseReservation(reserved && !session.RecordSubscriptions.ContainsKey(name));
                 throw;
+            }
+            finally
+            {
+                hearing.Dispose();
             }
             {
                 if (loaded.Error is not null)
@@ -506,7 +617,36 @@ internal sealed class RecordsTopic
         }
         Interlocked.Increment(ref session.RecordSubscriptionCount);
         _unsubscribed.Forget(name);
+        _ = _node.Bus.Subscribe(ClusterChannels.Record(name));
         return Registry.Add(name, session);
+    }
+
+    /// <summary>
+    /// Subscribes this node to the record's changes from other nodes and waits until that is in effect, so that a read
+    /// made after it misses no change; dispose once the session's own subscription holds the interest.
+    /// </summary>
+    private async ValueTask<Hearing> HearChangesAsync(string name)
+    {
+        var channel = ClusterChannels.Record(name);
+        var subscribed = _node.Bus.Subscribe(channel);
+        if (!subscribed.IsCompletedSuccessfully)
+        {
+            try
+            {
+                await subscribed.ConfigureAwait(false);
+            }
+            catch
+            {
+                _node.Bus.Unsubscribe(channel);
+                throw;
+            }
+        }
+        return new Hearing(_node.Bus, channel);
+    }
+
+    private readonly struct Hearing(IClusterBus bus, string channel) : IDisposable
+    {
+        public void Dispose() => bus.Unsubscribe(channel);
     }
 
     /// <summary>Outside the record's lock: a new subscription is told to the listeners (user patterns run here).</summary>
@@ -526,7 +666,17 @@ internal sealed class RecordsTopic
         }
         Interlocked.Decrement(ref session.RecordSubscriptionCount);
         _node.Limits.Subscriptions.Release();
-        if (Registry.Remove(name, session) == 0)
+        _node.Bus.Unsubscribe(ClusterChannels.Record(name));
+        int left;
+        lock (ViewLockFor(name))
+        {
+            left = Registry.Remove(name, session);
+            if (left == 0)
+            {
+                _broadcastVersions.TryRemove(name, out _);
+            }
+        }
+        if (left == 0)
         {
             Listening.OnLastUnsubscribed(name);
             if (!IsExcluded(name))
@@ -667,7 +817,8 @@ internal sealed class RecordsTopic
                     conflictShown = TailOf(name);
                     if (conflictShown is null)
                     {
-                        session.Send(WriteError(message, RecordAction.VersionExists) with { Version = current.Version, Data = current.Data });
+                        var visible = await ShownOrEmptyAsync(name, current).ConfigureAwait(false);
+                        session.Send(WriteError(message, RecordAction.VersionExists) with { Version = visible.Version, Data = visible.Data });
                         return;
                     }
                     break;
@@ -721,8 +872,8 @@ internal sealed class RecordsTopic
                     {
                         _storageSlots.Release();
                     }
-                    // Another node won this version: the writer merges as with any conflict.
-                    var now = swapped.Current ?? RecordState.Empty;
+                    // Another node won this version: the writer merges as with any conflict, with what may be shown.
+                    var now = await ShownOrEmptyAsync(name, swapped.Current ?? RecordState.Empty).ConfigureAwait(false);
                     session.Send(WriteError(message, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
                     return;
                 }
@@ -755,6 +906,16 @@ internal sealed class RecordsTopic
         }
     }
 
+    /// <summary>
+    /// What a conflicting writer is shown: the store's newest durable state. A write another node accepted and has not
+    /// made durable yet is never shown; on one node, with nothing pending here, that is <paramref name="accepted"/>.
+    /// </summary>
+    private async ValueTask<RecordState> ShownOrEmptyAsync(string name, RecordState accepted)
+    {
+        var shown = await _store.GetShownAsync(name, CancellationToken.None).ConfigureAwait(false);
+        return shown ?? (accepted.Version == 0 ? accepted : RecordState.Empty);
+    }
+
     /// <summary>The task that completes once every write of the record accepted so far is durable and broadcast; null when none is pending.</summary>
     private Task? TailOf(string name)
     {
@@ -776,8 +937,13 @@ internal sealed class RecordsTopic
     {
         if (durable.IsCompletedSuccessfully && !_pending.ContainsKey(name))
         {
-            Fanout.Send(broadcast, Registry.Get(name), writer);
-            return Task.CompletedTask;
+            var marked = MarkShown(name, state);
+            if (marked.IsCompletedSuccessfully)
+            {
+                BroadcastLocally(name, state.Version, broadcast, writer);
+                PublishChange(name, state);
+                return Task.CompletedTask;
+            }
         }
         while (true)
         {
@@ -813,6 +979,10 @@ internal sealed class RecordsTopic
             stored = false;
         }
         await previous.ConfigureAwait(false);
+        if (stored)
+        {
+            await MarkShown(name, state).ConfigureAwait(false);
+        }
         var recover = false;
         lock (pending)
         {
@@ -820,8 +990,12 @@ internal sealed class RecordsTopic
             {
                 if (stored)
                 {
-                    pending.Shown = state;
-                    Fanout.Send(broadcast, Registry.Get(name), writer);
+                    // A newer change from another node may have been shown here already.
+                    if (pending.Shown is not { } shown || shown.Version < state.Version)
+                    {
+                        pending.Shown = state;
+                    }
+                    BroadcastLocally(name, state.Version, broadcast, writer);
                 }
                 else
                 {
@@ -839,6 +1013,10 @@ internal sealed class RecordsTopic
                 }
                 done.SetResult();
             }
+        }
+        if (stored)
+        {
+            PublishChange(name, state);
         }
         if (recover)
         {
@@ -913,6 +1091,34 @@ internal sealed class RecordsTopic
         }
         error = "";
         return true;
+    }
+
+    /// <summary>Tells the store that a state is durable (readers on every node may see it). A failure is logged, never thrown.</summary>
+    private ValueTask MarkShown(string name, RecordState state)
+    {
+        ValueTask marked;
+        try
+        {
+            marked = _store.MarkShownAsync(name, state, CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            marked = ValueTask.FromException(ex);
+        }
+        return marked.IsCompletedSuccessfully ? marked : MarkShownCoreAsync(marked, name, state.Version);
+    }
+
+    private async ValueTask MarkShownCoreAsync(ValueTask marked, string name, int version)
+    {
+        try
+        {
+            await marked.ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // The change is durable and shown here; other nodes' readers see it once the store has it again.
+            RecordLog.StoreFailed(_node.Logger, name, version, ex);
+        }
     }
 
     private Task PersistAsync(string name, RecordState state, bool releaseSlot = false)
@@ -1003,11 +1209,13 @@ internal sealed class RecordsTopic
             }
             await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
             var subscribers = Registry.Get(name);
-            Fanout.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.Deleted, Name = name }, subscribers, session);
+            var deleted = new Message { Topic = Topic.Record, Action = (int)RecordAction.Deleted, Name = name };
+            Fanout.Send(deleted, subscribers, session);
             foreach (var subscriber in subscribers)
             {
                 Unsubscribe(subscriber, name);
             }
+            _node.Bus.Publish(ClusterChannels.Record(name), deleted);
         }
         catch (Exception ex)
         {
@@ -1046,7 +1254,7 @@ internal sealed class RecordsTopic
                 {
                     continue;
                 }
-                var loaded = await LoadAsync(name).ConfigureAwait(false);
+                var loaded = await LoadAsync(name, visible: true).ConfigureAwait(false);
                 if (loaded.Error is not null)
                 {
                     session.Send(new Message
@@ -1059,7 +1267,7 @@ internal sealed class RecordsTopic
                 }
                 if (loaded.State is { } state)
                 {
-                    Fanout.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.Update, Name = name, Version = state.Version, Data = state.Data }, subscribers, null);
+                    BroadcastLocally(name, state.Version, new Message { Topic = Topic.Record, Action = (int)RecordAction.Update, Name = name, Version = state.Version, Data = state.Data }, null, force: true);
                 }
                 else
                 {
@@ -1108,7 +1316,7 @@ internal sealed class RecordsTopic
                         {
                             continue;
                         }
-                        await _store.RemoveAsync(name, CancellationToken.None).ConfigureAwait(false);
+                        await _store.ForgetAsync(name, CancellationToken.None).ConfigureAwait(false);
                     }
                 }
                 Volatile.Write(ref _evicting, 0);

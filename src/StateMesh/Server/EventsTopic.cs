@@ -89,7 +89,7 @@ internal sealed class EventsTopic
                     continue;
                 }
                 session.EventSubscriptions.Add(name);
-                node.Bus.Subscribe(Cluster.ClusterChannels.Event(name));
+                _ = node.Bus.Subscribe(Cluster.ClusterChannels.Event(name));
                 Listening.OnSubscribed(session, name, _registry.Add(name, session));
             }
             else

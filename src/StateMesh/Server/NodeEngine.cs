@@ -110,6 +110,10 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver
             {
                 Events.OnRemoteEmit(name, message);
             }
+            else if (Cluster.ClusterChannels.TryRecord(channel, out var record))
+            {
+                Records.OnRemoteChange(record, message);
+            }
         }
         catch (Exception ex)
         {

@@ -2,10 +2,14 @@ using System.Collections.Concurrent;
 
 namespace StateMesh.Storage;
 
-/// <summary>Records held in this process's memory: the store of a single node.</summary>
+/// <summary>
+/// Records held in this process's memory: the store of a single node (or of the nodes of one process that share it,
+/// with an <see cref="Cluster.InProcessClusterHub"/>).
+/// </summary>
 public sealed class MemoryRecordStore : IRecordStore
 {
     private readonly ConcurrentDictionary<string, RecordState> _records = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, RecordState> _shown = new(StringComparer.Ordinal);
 
     /// <summary>How many records the store holds.</summary>
     public int Count => _records.Count;
@@ -48,8 +52,39 @@ public sealed class MemoryRecordStore : IRecordStore
     public ValueTask RemoveAsync(string name, CancellationToken cancellationToken)
     {
         _records.TryRemove(name, out _);
+        _shown.TryRemove(name, out _);
         return ValueTask.CompletedTask;
     }
+
+    /// <inheritdoc />
+    public ValueTask<RecordState?> GetShownAsync(string name, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<RecordState?>(_shown.TryGetValue(name, out var state) ? state : null);
+
+    /// <inheritdoc />
+    public ValueTask MarkShownAsync(string name, RecordState state, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (!_records.ContainsKey(name))
+            {
+                return ValueTask.CompletedTask; // removed meanwhile: nothing to show
+            }
+            if (_shown.TryGetValue(name, out var current))
+            {
+                if (current.Version >= state.Version || _shown.TryUpdate(name, state, current))
+                {
+                    return ValueTask.CompletedTask;
+                }
+            }
+            else if (_shown.TryAdd(name, state))
+            {
+                return ValueTask.CompletedTask;
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask ForgetAsync(string name, CancellationToken cancellationToken) => RemoveAsync(name, cancellationToken);
 }
 
 /// <summary>Storage in memory: for tests, and for nodes that need no durability.</summary>

@@ -31,6 +31,24 @@ public interface IRecordStore
 
     /// <summary>Forgets the record (deleted, or invalidated so that the next read goes to storage).</summary>
     ValueTask RemoveAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The newest state that is durable and may be shown to readers: never a write still on its way to storage, which
+    /// <see cref="GetAsync"/> may return (ADR 0005). Null when the store holds no shown state for the record.
+    /// </summary>
+    ValueTask<RecordState?> GetShownAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Marks <paramref name="state"/> durable: <see cref="GetShownAsync"/> returns it from now on, unless a newer
+    /// version is marked (an older one never replaces a newer one), or the record is removed.
+    /// </summary>
+    ValueTask MarkShownAsync(string name, RecordState state, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// This node no longer needs the record in its memory (nobody here subscribes and it is durable). A store in the
+    /// node's memory lets it go; a store shared by the cluster keeps it for the other nodes.
+    /// </summary>
+    ValueTask ForgetAsync(string name, CancellationToken cancellationToken);
 }
 
 /// <summary>The durable copy of records. Writes complete only once durable; writes to one record apply in call order.</summary>

@@ -48,9 +48,9 @@ public abstract class ClusterBusSpecification : IAsyncLifetime
         var (b, fromB) = await StartAsync("b");
         var (c, fromC) = await StartAsync("c");
         var channel = "E/" + Guid.NewGuid();
-        a.Subscribe(channel);
-        b.Subscribe(channel);
-        c.Subscribe(channel);
+        await a.Subscribe(channel);
+        await b.Subscribe(channel);
+        await c.Subscribe(channel);
         await SettleAsync();
         a.Publish(channel, Emit("n", "\"1\""));
         await fromB.WaitForAsync(channel, 1);
@@ -69,7 +69,7 @@ public abstract class ClusterBusSpecification : IAsyncLifetime
         var (a, _) = await StartAsync("a");
         var (b, fromB) = await StartAsync("b");
         var channel = "E/" + Guid.NewGuid();
-        b.Subscribe(channel);
+        await b.Subscribe(channel);
         await SettleAsync();
         for (var i = 0; i < 2000; i++)
         {
@@ -97,9 +97,9 @@ public abstract class ClusterBusSpecification : IAsyncLifetime
         var (b, fromB) = await StartAsync("b");
         var channel = "E/" + Guid.NewGuid();
         var marker = "E/" + Guid.NewGuid();
-        b.Subscribe(channel);
-        b.Subscribe(channel);
-        b.Subscribe(marker);
+        await b.Subscribe(channel);
+        await b.Subscribe(channel);
+        await b.Subscribe(marker);
         await SettleAsync();
         b.Unsubscribe(channel);
         await SettleAsync();
@@ -113,7 +113,7 @@ public abstract class ClusterBusSpecification : IAsyncLifetime
         await Task.Delay(200);
         Assert.Equal(["\"still\""], fromB.Data(channel));
         // Interest can start again.
-        b.Subscribe(channel);
+        await b.Subscribe(channel);
         await SettleAsync();
         a.Publish(channel, Emit("n", "\"again\""));
         await fromB.WaitForAsync(channel, 2);
@@ -127,8 +127,8 @@ public abstract class ClusterBusSpecification : IAsyncLifetime
         var (b, fromB) = await StartAsync("b");
         var (c, fromC) = await StartAsync("c");
         var channel = "E/" + Guid.NewGuid();
-        b.Subscribe(channel);
-        c.Subscribe(channel);
+        await b.Subscribe(channel);
+        await c.Subscribe(channel);
         await SettleAsync();
         await b.StopAsync(CancellationToken.None);
         a.Publish(channel, Emit("n", "\"after\""));
@@ -136,7 +136,7 @@ public abstract class ClusterBusSpecification : IAsyncLifetime
         await Task.Delay(200);
         Assert.Empty(fromB.Data(channel));
         // Publishing and subscribing on a stopped bus does nothing and does not throw.
-        b.Subscribe(channel);
+        await b.Subscribe(channel);
         b.Publish(channel, Emit("n", "\"x\""));
         b.Unsubscribe(channel);
     }

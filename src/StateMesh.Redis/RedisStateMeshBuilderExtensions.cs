@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using StateMesh.Cluster;
 using StateMesh.Hosting;
+using StateMesh.Storage;
 
 namespace StateMesh.Redis;
 
@@ -26,8 +27,10 @@ public static class RedisStateMeshBuilderExtensions
             configure?.Invoke(options);
         });
         services.TryAddSingleton(sp => new RedisClusterBus(sp.GetRequiredService<IOptions<RedisClusterOptions>>().Value, sp.GetService<ILoggerFactory>()));
-        // AddStateMesh registered a cluster of one: this takes its place.
+        services.TryAddSingleton(sp => new RedisRecordStore(sp.GetRequiredService<RedisClusterBus>(), sp.GetRequiredService<IOptions<RedisClusterOptions>>().Value));
+        // AddStateMesh registered a cluster of one (an in-process bus and store): these take their place.
         services.Replace(ServiceDescriptor.Singleton<IClusterBus>(sp => sp.GetRequiredService<RedisClusterBus>()));
+        services.Replace(ServiceDescriptor.Singleton<IRecordStore>(sp => sp.GetRequiredService<RedisRecordStore>()));
         return builder;
     }
 }

@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using StateMesh;
 using StateMesh.Auth;
+using StateMesh.Redis;
 
 // `StateMesh.Server hash <password>` prints a PBKDF2 hash for StateMesh:Users:<name>:PasswordHash.
 if (args is ["hash", var password])
@@ -38,6 +39,7 @@ catch (Exception ex) when (ConfigurationError(ex) is { } problem)
 
 static string? ConfigurationError(Exception ex) => ex switch
 {
+    ServerConfigurationException settings => settings.Message,
     Microsoft.Extensions.Options.OptionsValidationException invalid => string.Join(" ", invalid.Failures),
     InvalidOperationException { InnerException: FormatException or OverflowException or ArgumentException } conversion => conversion.Message,
     AggregateException aggregate when aggregate.InnerExceptions.Count == 1 => ConfigurationError(aggregate.InnerExceptions[0]),
@@ -51,11 +53,28 @@ static async Task<int> RunAsync(string[] args)
         Args = args,
         ContentRootPath = AppContext.BaseDirectory,
     });
-    builder.Services.AddStateMesh(mesh => mesh
-        .BindConfiguration(builder.Configuration.GetSection(StateMeshOptions.SectionName))
-        .AddHealthCheck()
-        // Durable by default: records live in <DataDirectory>/statemesh.db.
-        .AddSqliteStorage(sqlite => builder.Configuration.GetSection("StateMesh:Sqlite").Bind(sqlite)));
+    var configuration = builder.Configuration;
+    var cluster = configuration["StateMesh:Cluster:Redis"];
+    var postgres = configuration.GetSection("StateMesh:Postgres");
+    var postgresConnectionString = postgres["ConnectionString"];
+    CheckCluster(configuration, cluster, postgresConnectionString);
+    builder.Services.AddStateMesh(mesh =>
+    {
+        mesh.BindConfiguration(configuration.GetSection(StateMeshOptions.SectionName)).AddHealthCheck();
+        if (!string.IsNullOrWhiteSpace(postgresConnectionString))
+        {
+            mesh.AddPostgresStorage(postgresConnectionString, pg => postgres.Bind(pg));
+        }
+        else
+        {
+            // Durable by default: records live in <DataDirectory>/statemesh.db.
+            mesh.AddSqliteStorage(sqlite => configuration.GetSection("StateMesh:Sqlite").Bind(sqlite));
+        }
+        if (!string.IsNullOrWhiteSpace(cluster))
+        {
+            mesh.AddRedisCluster(cluster);
+        }
+    });
     builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
 
     // WebSockets (/deepstream, /statemesh) and /health-check on one HTTP port, loopback by default.
@@ -69,6 +88,39 @@ static async Task<int> RunAsync(string[] args)
     await app.RunAsync();
     return 0;
 }
+
+// Checked before anything connects: a cluster whose nodes could not agree is refused at once, not found out later.
+static void CheckCluster(IConfiguration configuration, string? cluster, string? postgresConnectionString)
+{
+    if (string.IsNullOrWhiteSpace(cluster))
+    {
+        return;
+    }
+    try
+    {
+        _ = StackExchange.Redis.ConfigurationOptions.Parse(cluster);
+    }
+    catch (ArgumentException ex)
+    {
+        throw new ServerConfigurationException($"StateMesh:Cluster:Redis is not a StackExchange.Redis configuration string: {ex.Message}");
+    }
+    if (string.IsNullOrWhiteSpace(postgresConnectionString))
+    {
+        throw new ServerConfigurationException(
+            "StateMesh:Cluster:Redis is set but records would stay in each node's own SQLite file, so the nodes would disagree: " +
+            "set StateMesh:Postgres:ConnectionString to the PostgreSQL database all nodes of the cluster share.");
+    }
+    // The default name would be the same on every node, and nodes of a cluster tell each other apart by name.
+    // (appsettings.json leaves NodeName out, so that set here means set by the operator.)
+    if (string.IsNullOrWhiteSpace(configuration["StateMesh:NodeName"]))
+    {
+        throw new ServerConfigurationException(
+            "StateMesh:Cluster:Redis is set but StateMesh:NodeName is not: give every node of the cluster its own name (for example --StateMesh:NodeName=node1).");
+    }
+}
+
+/// <summary>Settings that contradict each other: the operator fixes them from the message alone.</summary>
+internal sealed class ServerConfigurationException(string message) : Exception(message);
 
 internal static partial class Signals
 {

@@ -56,6 +56,7 @@ public class ServerProcessTests
     [InlineData("--StateMesh:Http:Port=xyz", "StateMesh:Http:Port")]
     [InlineData("--StateMesh:MaxAuthAttempts=0", "MaxAuthAttempts")]
     [InlineData("--StateMesh:Limits:CachedRecords=-1", "StateMesh:Limits:CachedRecords")]
+    [InlineData("--StateMesh:Cluster:Redis=127.0.0.1:1,nosuchoption=1", "StateMesh:Cluster:Redis")]
     public async Task A_bad_configuration_value_ends_with_one_line_that_names_the_key(string argument, string key)
     {
         var data = Directory.CreateTempSubdirectory("statemesh-config-");
@@ -67,6 +68,46 @@ public class ServerProcessTests
             var line = Assert.Single(lines);
             Assert.StartsWith("StateMesh.Server: bad configuration:", line, StringComparison.Ordinal);
             Assert.Contains(key, line, StringComparison.Ordinal);
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
+    }
+
+    // Redis on a port nobody listens on: a node that got as far as connecting would keep trying and never exit.
+    private const string ClusterWithoutRedis = "--StateMesh:Cluster:Redis=127.0.0.1:1";
+
+    [Fact]
+    public async Task A_cluster_with_sqlite_storage_is_refused_with_one_line_that_says_to_set_postgres()
+    {
+        var line = await RefusedAsync(ClusterWithoutRedis, "--StateMesh:NodeName=node1");
+        Assert.Contains("StateMesh:Cluster:Redis", line, StringComparison.Ordinal);
+        Assert.Contains("set StateMesh:Postgres:ConnectionString", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_cluster_node_without_an_explicit_node_name_is_refused_with_one_line_that_names_the_key()
+    {
+        var line = await RefusedAsync(ClusterWithoutRedis, "--StateMesh:Postgres:ConnectionString=Host=127.0.0.1;Port=1;Database=statemesh");
+        Assert.Contains("StateMesh:NodeName is not", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("Postgres", line, StringComparison.Ordinal);
+    }
+
+    /// <summary>Runs the server to its end, expecting exit code 2 and one line; returns that line.</summary>
+    private static async Task<string> RefusedAsync(params string[] arguments)
+    {
+        var data = Directory.CreateTempSubdirectory("statemesh-config-");
+        try
+        {
+            var node = Path.Combine(data.FullName, "node");
+            var (code, output) = await Repository.RunAsync("dotnet", [ServerProcess.ServerDll, .. arguments, $"--StateMesh:DataDirectory={node}"], data.FullName, TimeSpan.FromSeconds(30));
+            Assert.True(code == 2, $"exit code {code}:\n{output}");
+            var line = Assert.Single(output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            Assert.StartsWith("StateMesh.Server: bad configuration:", line, StringComparison.Ordinal);
+            // Refused before any storage was opened.
+            Assert.False(Directory.Exists(node), "the node created its data directory before refusing");
+            return line;
         }
         finally
         {

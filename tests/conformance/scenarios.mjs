@@ -1,9 +1,12 @@
 // Each scenario drives @deepstream/client 7.0.5 against a node and throws on any deviation.
-// usage: node scenarios.mjs <ws-url> <scenario>
+// usage: node scenarios.mjs <ws-url>[,<ws-url>...] <scenario>
+// With several URLs (the nodes of a cluster) the i-th client a scenario creates connects to url[i % n].
 import deepstreamModule from '@deepstream/client'
 
 const { DeepstreamClient } = deepstreamModule
-const [url, scenario] = process.argv.slice(2)
+const [urlList, scenario] = process.argv.slice(2)
+const urls = urlList.split(',')
+let clients = 0
 const TIMEOUT = 10000
 
 function fail (message) { throw new Error(message) }
@@ -17,8 +20,9 @@ function within (promise, what, ms = TIMEOUT) {
     .finally(() => clearTimeout(timer))
 }
 function nextEvent (emitter, event, what) { return within(new Promise(resolve => emitter.once ? emitter.once(event, resolve) : emitter.on(event, resolve)), what) }
+function connect () { return new DeepstreamClient(urls[clients++ % urls.length], { maxReconnectAttempts: 0 }) }
 async function login (authData = {}) {
-  const client = new DeepstreamClient(url, { maxReconnectAttempts: 0 })
+  const client = connect()
   client.on('error', (error, event) => { if (!client.__quiet) console.error('client error', event, error) })
   await within(client.login(authData), 'login')
   return client
@@ -33,13 +37,13 @@ const scenarios = {
     close(c)
   },
   async 'login-client-data' () {
-    const c = new DeepstreamClient(url, { maxReconnectAttempts: 0 })
+    const c = connect()
     const data = await within(c.login({ username: 'alice', password: 'alicepw' }), 'login')
     assertEqual(data, { role: 'tester', name: 'Alice' }, 'clientData')
     close(c)
   },
   async 'login-bad' () {
-    const c = new DeepstreamClient(url, { maxReconnectAttempts: 0 })
+    const c = connect()
     c.on('error', () => {})
     let refused = false
     try { await within(c.login({ username: 'alice', password: 'wrong' }), 'login') } catch (e) { refused = true }

@@ -47,6 +47,7 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMem
         try
         {
             Rpc.OnNodeLeft(nodeName);
+            Presence.OnNodeLeft(nodeName);
         }
         catch (Exception ex)
         {
@@ -137,6 +138,10 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMem
             else if (channel == OwnChannel && message.Topic == Topic.Rpc)
             {
                 Rpc.OnNodeMessage(message);
+            }
+            else if (channel == StateMesh.Presence.PresenceTopic.Channel)
+            {
+                Presence.OnRemote(message);
             }
         }
         catch (Exception ex)

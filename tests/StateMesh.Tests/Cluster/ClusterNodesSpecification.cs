@@ -49,6 +49,20 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
         return nodes;
     }
 
+    /// <summary>Waits, bounded, until an asynchronous condition holds (a query answered by another node's news).</summary>
+    protected static async Task EventuallyAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("the condition did not become true in time");
+            }
+            await Task.Delay(20);
+        }
+    }
+
     protected async Task<StateMeshNode> StartNodeAsync()
     {
         var (bus, store, registry) = CreateMember();
@@ -291,6 +305,53 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
         // The redundant provider elsewhere keeps answering.
         Assert.Equal("steady", await caller.Rpc.MakeAsync<string, string>("svc", "z"));
         hold.TrySetResult("late");
+    }
+
+    [Fact]
+    public async Task A_user_joins_and_leaves_once_cluster_wide_whichever_nodes_its_connections_are_on()
+    {
+        var nodes = await StartNodesAsync(3);
+        var watcher = await ConnectAsync(nodes[1], "watcher");
+        var changes = new List<PresenceChange>();
+        using var _ = watcher.Presence.Observe().Subscribe(c => { lock (changes) { changes.Add(c); } });
+        await watcher.Presence.CountAsync(); // the subscription is in place once a later query is answered
+        var first = await StateMeshClient.ConnectAsync(nodes[0].TcpAddress!.ToString(), new { username = "ana" });
+        await ClientEventsTests.WaitUntilAsync(() => { lock (changes) { return changes.Count >= 1; } });
+        var second = await StateMeshClient.ConnectAsync(nodes[2].TcpAddress!.ToString(), new { username = "ana" });
+        await EventuallyAsync(async () => (await watcher.Presence.QueryAllAsync()).Contains("ana"));
+        foreach (var node in nodes)
+        {
+            await using var asker = await StateMeshClient.ConnectAsync(node.TcpAddress!.ToString(), new { username = "asker-" + node.Options.NodeName });
+            Assert.True((await asker.Presence.QueryAsync(["ana"]))["ana"]);
+        }
+        await first.DisposeAsync();
+        // Still online on node 3: no leave.
+        await Task.Delay(300);
+        Assert.True((await watcher.Presence.QueryAsync(["ana"]))["ana"]);
+        await second.DisposeAsync();
+        await ClientEventsTests.WaitUntilAsync(() => { lock (changes) { return changes.Count(c => c.User == "ana") >= 2; } });
+        await Task.Delay(300);
+        lock (changes)
+        {
+            Assert.Equal([new PresenceChange("ana", true), new PresenceChange("ana", false)], changes.Where(c => c.User == "ana"));
+        }
+        Assert.False((await watcher.Presence.QueryAsync(["ana"]))["ana"]);
+    }
+
+    [Fact]
+    public async Task A_node_that_joins_sees_who_is_online_and_a_node_that_stops_takes_its_users_with_it()
+    {
+        var nodes = await StartNodesAsync(2);
+        await using var bob = await StateMeshClient.ConnectAsync(nodes[0].TcpAddress!.ToString(), new { username = "bob" });
+        var late = await StartNodeAsync();
+        var asker = await ConnectAsync(late, "asker");
+        await EventuallyAsync(async () => (await asker.Presence.QueryAllAsync()).Contains("bob"));
+        var changes = new List<PresenceChange>();
+        using var _ = asker.Presence.Observe().Subscribe(c => { lock (changes) { changes.Add(c); } });
+        await asker.Presence.CountAsync();
+        await nodes[0].DisposeAsync();
+        await ClientEventsTests.WaitUntilAsync(() => { lock (changes) { return changes.Contains(new PresenceChange("bob", false)); } });
+        Assert.DoesNotContain("bob", await asker.Presence.QueryAllAsync());
     }
 }
 

@@ -84,23 +84,42 @@ public sealed class RedisClusterBus : IClusterBus
             }
             var subscription = new Subscription();
             _subscriptions[channel] = subscription;
-            subscription.Queue = SubscribeCoreAsync(channel);
+            subscription.Queue = SubscribeCoreAsync(channel, subscription);
             return subscription.Queue;
         }
     }
 
-    private async Task<ChannelMessageQueue?> SubscribeCoreAsync(string channel)
+    private async Task<ChannelMessageQueue?> SubscribeCoreAsync(string channel, Subscription subscription)
     {
-        try
+        // Once subscribed, the multiplexer subscribes again by itself after a reconnect. A subscribe that fails (Redis
+        // is away) is tried again every second for as long as the node still wants the channel.
+        for (var attempt = 0; ; attempt++)
         {
-            var queue = await _subscriber!.SubscribeAsync(ChannelOf(channel)).ConfigureAwait(false);
-            queue.OnMessage(message => Deliver(channel, message.Message));
-            return queue;
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
-        {
-            RedisLog.SubscribeFailed(_logger, channel, ex);
-            return null;
+            try
+            {
+                var queue = await _subscriber!.SubscribeAsync(ChannelOf(channel)).ConfigureAwait(false);
+                queue.OnMessage(message => Deliver(channel, message.Message));
+                return queue;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                if (attempt == 0)
+                {
+                    RedisLog.SubscribeFailed(_logger, channel, ex);
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                return null;
+            }
+            await Task.Delay(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+            lock (_subscriptions)
+            {
+                if (_stopped || !_subscriptions.TryGetValue(channel, out var current) || !ReferenceEquals(current, subscription))
+                {
+                    return null;
+                }
+            }
         }
     }
 

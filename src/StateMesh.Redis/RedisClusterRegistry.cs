@@ -25,6 +25,7 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     private Task _heartbeat = Task.CompletedTask;
     private ChannelMessageQueue? _members;
     private bool _stopped;
+    private volatile bool _dirty;
 
     /// <summary>A registry over the bus's connection (it connects when the node starts).</summary>
     public RedisClusterRegistry(RedisClusterBus bus, RedisClusterOptions options, ILoggerFactory? loggerFactory = null)
@@ -68,7 +69,8 @@ public sealed class RedisClusterRegistry : IClusterRegistry
         });
         // Present before serving anyone, and knowing the others: no gap after a join.
         await Database.SortedSetAddAsync(NodesKey, nodeName, Now).WaitAsync(cancellationToken).ConfigureAwait(false);
-        await RefreshAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+        var alive = await Database.SortedSetRangeByScoreAsync(NodesKey, Now - _options.NodeTimeout.TotalMilliseconds, double.PositiveInfinity).WaitAsync(cancellationToken).ConfigureAwait(false);
+        _live = new HashSet<string>(alive.Select(v => (string)v!), StringComparer.Ordinal) { nodeName };
         _heartbeat = Task.Run(HeartbeatAsync, CancellationToken.None);
     }
 
@@ -81,7 +83,13 @@ public sealed class RedisClusterRegistry : IClusterRegistry
             {
                 try
                 {
-                    await Database.SortedSetAddAsync(NodesKey, _nodeName, Now).ConfigureAwait(false);
+                    if (await Database.SortedSetAddAsync(NodesKey, _nodeName, Now).ConfigureAwait(false) || _dirty)
+                    {
+                        // This node was not there (Redis lost its data: restarted empty), or a registration failed while
+                        // Redis was away: put back what is missing.
+                        _dirty = false;
+                        await RegisterAgainAsync().ConfigureAwait(false);
+                    }
                     await RefreshAsync().ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is RedisException or TimeoutException)
@@ -97,6 +105,18 @@ public sealed class RedisClusterRegistry : IClusterRegistry
         }
     }
 
+    private async Task RegisterAgainAsync()
+    {
+        string[] sets;
+        lock (_mine)
+        {
+            sets = [.. _mine.Keys];
+        }
+        var db = Database;
+        await Task.WhenAll(sets.Select(set => db.SetAddAsync(SetKey(set), _nodeName))).ConfigureAwait(false);
+        RedisLog.RegisteredAgain(_logger, _nodeName, sets.Length);
+    }
+
     private async Task RefreshAsync()
     {
         var now = Now;
@@ -109,6 +129,13 @@ public sealed class RedisClusterRegistry : IClusterRegistry
             if (!live.Contains(node))
             {
                 _listener?.OnNodeLeft(node);
+            }
+        }
+        foreach (var node in live)
+        {
+            if (!before.Contains(node))
+            {
+                _listener?.OnNodeJoined(node);
             }
         }
         // Entries of nodes long dead go; a node that comes back adds itself again.
@@ -137,7 +164,14 @@ public sealed class RedisClusterRegistry : IClusterRegistry
             }
             var count = _mine.GetValueOrDefault(set) + 1;
             _mine[set] = count;
-            return count == 1 ? Database.SetAddAsync(SetKey(set), _nodeName) : Task.CompletedTask;
+            if (count > 1)
+            {
+                return Task.CompletedTask;
+            }
+            var adding = Database.SetAddAsync(SetKey(set), _nodeName);
+            // Redis away: the next heartbeat that reaches it registers every set again.
+            _ = adding.ContinueWith(_ => _dirty = true, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            return adding;
         }
     }
 

@@ -21,4 +21,7 @@ internal static partial class RedisLog
 
     [LoggerMessage(EventId = 405, EventName = "ConnectionRestored", Level = LogLevel.Information, Message = "The connection to Redis {Endpoint} is back")]
     public static partial void ConnectionRestored(ILogger logger, string endpoint);
+
+    [LoggerMessage(EventId = 406, EventName = "RegisteredAgain", Level = LogLevel.Warning, Message = "Redis had lost node {NodeName} (restarted empty?): registered it again with its {Sets} sets")]
+    public static partial void RegisteredAgain(ILogger logger, string nodeName, int sets);
 }

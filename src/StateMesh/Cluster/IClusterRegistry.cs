@@ -39,4 +39,10 @@ public interface IClusterMembershipListener
 {
     /// <summary>A node stopped or died: what it held (providers, users, calls) is gone.</summary>
     void OnNodeLeft(string nodeName);
+
+    /// <summary>
+    /// A node joined after this one, or came back after it was seen gone (for example after Redis restarted empty):
+    /// whatever this node keeps about the others (who is online where) should be asked of it again.
+    /// </summary>
+    void OnNodeJoined(string nodeName);
 }

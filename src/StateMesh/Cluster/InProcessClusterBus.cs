@@ -40,12 +40,18 @@ public sealed class InProcessClusterHub
 
     internal void JoinRegistry(string nodeName, IClusterMembershipListener listener)
     {
+        IClusterMembershipListener[] others;
         lock (_gate)
         {
+            others = [.. _registries.Values];
             if (!_registries.TryAdd(nodeName, listener))
             {
                 throw new InvalidOperationException($"A node named '{nodeName}' is already in this cluster: NodeName must be unique.");
             }
+        }
+        foreach (var other in others)
+        {
+            other.OnNodeJoined(nodeName);
         }
     }
 

@@ -40,8 +40,8 @@ internal sealed class PresenceTopic(NodeEngine node)
 
     private string Self => node.Options.NodeName;
 
-    /// <summary>Called once the node is on the bus: asks the other nodes who is online with them.</summary>
-    public void OnStarted() =>
+    /// <summary>Asks the other nodes who is online with them (at start, and when a node joins or comes back).</summary>
+    public void AskWhoIsOnline() =>
         node.Bus.Publish(Channel, new Message { Topic = Topic.Presence, Action = (int)PresenceAction.QueryAll, Name = SyncRequest, CorrelationId = Self });
 
     /// <summary>Adds (user, node); under the gate. True when the user was online nowhere before.</summary>

@@ -249,11 +249,20 @@ internal sealed class RecordsTopic
         var state = fromStorage.State;
         if (state is { } found)
         {
-            var promoted = await _store.CompareAndSetAsync(name, -1, found, CancellationToken.None).ConfigureAwait(false);
+            CompareAndSetResult promoted;
+            try
+            {
+                promoted = await _store.CompareAndSetAsync(name, -1, found, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                RecordLog.LoadFailed(_node.Logger, name, ex);
+                return new Loaded(null, RecordAction.RecordLoadError, "the record store failed to load the record");
+            }
             if (promoted.Succeeded)
             {
                 // What storage holds is durable: it may be shown.
-                await _store.MarkShownAsync(name, found, CancellationToken.None).ConfigureAwait(false);
+                await MarkShown(name, found).ConfigureAwait(false);
                 if (Registry.Get(name).Length == 0)
                 {
                     Remember(name, found.Data.Length);
@@ -327,13 +336,22 @@ internal sealed class RecordsTopic
         var loaded = await LoadAsync(name, visible: true).ConfigureAwait(false);
         if (loaded.Error is null && loaded.State is null && create)
         {
-            var created = await _store.CompareAndSetAsync(name, -1, RecordState.Empty, CancellationToken.None).ConfigureAwait(false);
+            CompareAndSetResult created;
+            try
+            {
+                created = await _store.CompareAndSetAsync(name, -1, RecordState.Empty, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                RecordLog.LoadFailed(_node.Logger, name, ex);
+                return new Loaded(null, RecordAction.RecordLoadError, "the record store failed to create the record");
+            }
             // Version 0 is always {}: it may be shown at once. A record another node created and is writing reads as
             // created and empty until its first write is durable.
-            var state = created.Succeeded ? RecordState.Empty : (await _store.GetShownAsync(name, CancellationToken.None).ConfigureAwait(false)) ?? RecordState.Empty;
+            var state = created.Succeeded ? RecordState.Empty : await ShownOrEmptyAsync(name, RecordState.Empty).ConfigureAwait(false);
             if (created.Succeeded)
             {
-                await _store.MarkShownAsync(name, RecordState.Empty, CancellationToken.None).ConfigureAwait(false);
+                await MarkShown(name, RecordState.Empty).ConfigureAwait(false);
             }
             if (created.Succeeded && !IsExcluded(name))
             {
@@ -633,7 +651,11 @@ internal sealed class RecordsTopic
         {
             try
             {
-                await subscribed.ConfigureAwait(false);
+                // Bounded: while the bus is away the read goes on (and meets the store's own error if it is away too).
+                await subscribed.WaitAsync(_options.CacheRetrievalTimeout, _node.Time).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
             }
             catch
             {
@@ -858,13 +880,16 @@ internal sealed class RecordsTopic
                 {
                     swapped = await _store.CompareAndSetAsync(name, exists ? current.Version : -1, state, CancellationToken.None).ConfigureAwait(false);
                 }
-                catch
+                catch (Exception ex)
                 {
                     if (!excluded)
                     {
                         _storageSlots.Release();
                     }
-                    throw;
+                    // The record store is away (in a cluster: Redis): nothing was accepted; the writer hears it plainly.
+                    RecordLog.StoreFailed(_node.Logger, name, version, ex);
+                    session.SendError(message, (int)RecordAction.RecordUpdateError, "the record store is not available; the write was not accepted");
+                    return;
                 }
                 if (!swapped.Succeeded)
                 {
@@ -907,13 +932,39 @@ internal sealed class RecordsTopic
     }
 
     /// <summary>
-    /// What a conflicting writer is shown: the store's newest durable state. A write another node accepted and has not
-    /// made durable yet is never shown; on one node, with nothing pending here, that is <paramref name="accepted"/>.
+    /// What a conflicting writer is shown: the store's newest durable state, once it has caught up with
+    /// <paramref name="accepted"/> (a write another node accepted is answered once that node made it durable, as
+    /// the conflict with a local write waits for it). Never a write still on its way to storage; never a version older
+    /// than the one the writer conflicts with, which the deepstream client would adopt and then be overwritten. Bounded
+    /// by <see cref="RecordOptions.StorageRetrievalTimeout"/>.
     /// </summary>
     private async ValueTask<RecordState> ShownOrEmptyAsync(string name, RecordState accepted)
     {
-        var shown = await _store.GetShownAsync(name, CancellationToken.None).ConfigureAwait(false);
-        return shown ?? (accepted.Version == 0 ? accepted : RecordState.Empty);
+        var deadline = _node.Time.GetTimestamp() + (long)(_options.StorageRetrievalTimeout.TotalSeconds * _node.Time.TimestampFrequency);
+        var wait = TimeSpan.FromMilliseconds(1);
+        while (true)
+        {
+            RecordState? shown;
+            try
+            {
+                shown = await _store.GetShownAsync(name, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                RecordLog.LoadFailed(_node.Logger, name, ex);
+                return accepted.Version == 0 ? accepted : RecordState.Empty;
+            }
+            if (shown is { } visible && visible.Version >= accepted.Version)
+            {
+                return visible;
+            }
+            if (accepted.Version == 0 || _node.Time.GetTimestamp() > deadline)
+            {
+                return shown ?? (accepted.Version == 0 ? accepted : RecordState.Empty);
+            }
+            await Task.Delay(wait, _node.Time).ConfigureAwait(false);
+            wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, TimeSpan.FromMilliseconds(20).Ticks));
+        }
     }
 
     /// <summary>The task that completes once every write of the record accepted so far is durable and broadcast; null when none is pending.</summary>

@@ -41,6 +41,19 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMem
     /// <summary>This node's own channel: calls other nodes route here, and answers to calls routed from here.</summary>
     public string OwnChannel => "N/" + Options.NodeName;
 
+    /// <summary>Another node joined, or came back after it was seen gone: ask it again who is online there.</summary>
+    public void OnNodeJoined(string nodeName)
+    {
+        try
+        {
+            Presence.AskWhoIsOnline();
+        }
+        catch (Exception ex)
+        {
+            NodeLog.ClusterMessageFailed(Logger, "membership", ex);
+        }
+    }
+
     /// <summary>Another node left the cluster.</summary>
     public void OnNodeLeft(string nodeName)
     {

@@ -92,7 +92,7 @@ public sealed class StateMeshNode : IAsyncDisposable
         await _engine.Bus.Subscribe(_engine.OwnChannel).WaitAsync(cancellationToken).ConfigureAwait(false);
         await _engine.Bus.Subscribe(StateMesh.Presence.PresenceTopic.Channel).WaitAsync(cancellationToken).ConfigureAwait(false);
         await _engine.Registry.StartAsync(_options.NodeName, _engine, cancellationToken).ConfigureAwait(false);
-        _engine.Presence.OnStarted();
+        _engine.Presence.AskWhoIsOnline();
         _inProcess = InMemoryTransport.Listen(_options.NodeName, connection => _engine.Accept(connection, NativeCodec.Instance));
         if (_options.Tcp.Enabled)
         {

@@ -95,7 +95,8 @@ public sealed class ClientFailoverTests : IAsyncLifetime
         // The first retry went to the next address, not back to the node that stopped.
         Assert.Equal(nodes[1].TcpAddress, mover.Address);
         Assert.True(LoggedIn(nodes[1], "mover"));
-        Assert.Contains(_logs.Lines, l => l.Contains($"Reconnected to {nodes[1].TcpAddress} after 1 attempts", StringComparison.Ordinal));
+        // Logged just after the state turns Open.
+        await ClientEventsTests.WaitUntilAsync(() => _logs.Lines.Any(l => l.Contains($"Reconnected to {nodes[1].TcpAddress} after 1 attempts", StringComparison.Ordinal)));
         await ClientEventsTests.WaitUntilAsync(() => copy.Version == 2);
         Assert.Equal(new Doc(2), copy.Value);
 
@@ -125,7 +126,7 @@ public sealed class ClientFailoverTests : IAsyncLifetime
         Assert.Equal(nodes[2].TcpAddress, mover.Address);
         // Every reconnect succeeded at its first attempt: none went to a node that had stopped.
         Assert.DoesNotContain(_logs.Lines, l => l.Contains("Reconnect attempt", StringComparison.Ordinal));
-        Assert.Contains(_logs.Lines, l => l.Contains($"Reconnected to {nodes[2].TcpAddress} after 1 attempts", StringComparison.Ordinal));
+        await ClientEventsTests.WaitUntilAsync(() => _logs.Lines.Any(l => l.Contains($"Reconnected to {nodes[2].TcpAddress} after 1 attempts", StringComparison.Ordinal)));
         await ClientEventsTests.WaitUntilAsync(() => nodes[2].Engine.Events.Registry.Get("news").Length == 1);
         await other.Events.PublishAsync("news", "still here");
         await ClientEventsTests.WaitUntilAsync(() => { lock (news) { return news.Count > 0; } });

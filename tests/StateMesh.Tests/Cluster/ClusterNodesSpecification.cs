@@ -22,8 +22,29 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
     /// <summary>A new member of this test's cluster: its bus, its view of the cluster's record store, its registry.</summary>
     protected abstract (IClusterBus Bus, IRecordStore Store, IClusterRegistry Registry) CreateMember();
 
-    /// <summary>The durable storage every node of the cluster shares.</summary>
-    protected IRecordStorage Storage { get; } = new MemoryRecordStorage();
+    /// <summary>The durable storage every node of the cluster shares (writes can be made slow to open race windows).</summary>
+    protected SlowStorage Storage { get; } = new();
+
+    /// <summary>Memory storage whose writes take <see cref="Delay"/> to become durable.</summary>
+    protected sealed class SlowStorage : IRecordStorage
+    {
+        private readonly MemoryRecordStorage _inner = new();
+
+        public TimeSpan Delay { get; set; }
+
+        public ValueTask<RecordState?> GetAsync(string name, CancellationToken cancellationToken) => _inner.GetAsync(name, cancellationToken);
+
+        public async ValueTask SetAsync(string name, RecordState state, CancellationToken cancellationToken)
+        {
+            if (Delay > TimeSpan.Zero)
+            {
+                await Task.Delay(Delay, cancellationToken);
+            }
+            await _inner.SetAsync(name, state, cancellationToken);
+        }
+
+        public ValueTask DeleteAsync(string name, CancellationToken cancellationToken) => _inner.DeleteAsync(name, cancellationToken);
+    }
 
     public Task InitializeAsync() => Task.CompletedTask;
 
@@ -174,6 +195,24 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
             await record.DisposeAsync();
         }
         await mine.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_writer_that_loses_to_a_write_another_node_has_not_made_durable_yet_is_shown_that_write_once_durable()
+    {
+        var nodes = await StartNodesAsync(2);
+        await using var a = await RawClient.LoginAsync(nodes[0]);
+        await using var b = await RawClient.LoginAsync(nodes[1]);
+        Storage.Delay = TimeSpan.FromMilliseconds(300);
+        await a.SendAsync(Write("slow/1", 1, "{\"by\":\"a\"}", "a"));
+        await Task.Delay(50); // a's write is accepted in the store, not yet durable
+        await b.SendAsync(Write("slow/1", 1, "{\"by\":\"b\"}", "b"));
+        var conflict = await b.ReceiveAsync(TimeSpan.FromSeconds(10));
+        // Never an older version than the one b lost to (the deepstream client would adopt it and be overwritten),
+        // never a's data before it is durable: a's version 1, once durable.
+        Assert.Equal(((int)RecordAction.VersionExists, 1, "{\"by\":\"a\"}"), (conflict.Action, conflict.Version, Encoding.UTF8.GetString(conflict.Data!.Value.Span)));
+        Assert.Equal((int)RecordAction.WriteAcknowledgement, (await a.ReceiveAsync(TimeSpan.FromSeconds(10))).Action);
+        Storage.Delay = TimeSpan.Zero;
     }
 
     [Fact]

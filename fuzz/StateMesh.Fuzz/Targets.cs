@@ -230,7 +230,6 @@ internal sealed class RecordPathTarget : FuzzTarget
     /// <summary>The node's default <c>MaxDocumentSize</c>.</summary>
     private const int MaxDocumentSize = 1024 * 1024;
 
-    private static readonly JsonDocumentOptions StoredOptions = new() { MaxDepth = 64 };
 
     private string _path = "";
     private ReadOnlyMemory<byte> _stored;
@@ -253,24 +252,7 @@ internal sealed class RecordPathTarget : FuzzTarget
         _stored = (second < 0 ? rest : rest[..second]).ToArray();
         _value = second < 0 ? null : rest[(second + 1)..].ToArray();
 
-        // Known issue, being fixed in RecordPath/RecordsTopic by another change: a short path can grow arrays by up to
-        // (MaxDocumentSize - record) / 5 elements. Inputs that grow arrays by more elements than they have bytes are left
-        // out (about 45 bytes per element: the array's slot, its growth, "null," in the result).
-        if (KnownIssues.Skip && _value is not null && RecordPath.TryParse(_path, out var tokens, out _) && tokens.Any(t => t.IsIndex) && Growth(tokens) > input.Length)
-        {
-            KnownIssues.Report(Name, "a short path grows arrays by more elements than the input has bytes", null);
-            return;
-        }
-
-        try
-        {
-            AllocationBound.Check(this, static t => t.Apply(), input.Length, Name);
-        }
-        catch (Exception ex) when (KnownIssues.Skip && IsKnownStoredRecordIssue(ex))
-        {
-            KnownIssues.Report(Name, "a stored record with invalid UTF-8 or a duplicate property name makes TryApplyPath throw", ex);
-            return;
-        }
+        AllocationBound.Check(this, static t => t.Apply(), input.Length, Name);
         if (!_parsed)
         {
             return;
@@ -281,35 +263,6 @@ internal sealed class RecordPathTarget : FuzzTarget
             throw new InvariantBrokenException($"{Name}: the patched record is not one JSON value ({error}): {Encoding.UTF8.GetString(_next.Span)}");
         }
     }
-
-    private long Growth(PathToken[] tokens)
-    {
-        JsonNode? root;
-        try
-        {
-            root = JsonNode.Parse(_stored.Span, documentOptions: StoredOptions);
-        }
-        catch (JsonException)
-        {
-            return 0; // TryApplyPath refuses it before anything grows
-        }
-        try
-        {
-            return root is JsonObject or JsonArray ? RecordPath.GrowthOf(root, tokens) : 0;
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
-        {
-            return 0; // TryApplyPath meets the same (a finding of its own)
-        }
-    }
-
-    /// <summary>
-    /// Known issue, reported: JsonNode reads a stored record lazily, and a property name with invalid UTF-8 (or a
-    /// duplicate one) throws only when RecordPath looks it up, out of TryApplyPath. UPDATE's validation lets both in.
-    /// </summary>
-    private static bool IsKnownStoredRecordIssue(Exception ex) =>
-        ex is InvalidOperationException { InnerException: DecoderFallbackException }
-        || (ex is ArgumentException && ex.Message.StartsWith("An item with the same key has already been added", StringComparison.Ordinal));
 
     private void Apply()
     {

@@ -31,6 +31,8 @@ public static class RedisStateMeshBuilderExtensions
         // AddStateMesh registered a cluster of one (an in-process bus and store): these take their place.
         services.Replace(ServiceDescriptor.Singleton<IClusterBus>(sp => sp.GetRequiredService<RedisClusterBus>()));
         services.Replace(ServiceDescriptor.Singleton<IRecordStore>(sp => sp.GetRequiredService<RedisRecordStore>()));
+        services.TryAddSingleton(sp => new RedisClusterRegistry(sp.GetRequiredService<RedisClusterBus>(), sp.GetRequiredService<IOptions<RedisClusterOptions>>().Value, sp.GetService<ILoggerFactory>()));
+        services.Replace(ServiceDescriptor.Singleton<IClusterRegistry>(sp => sp.GetRequiredService<RedisClusterRegistry>()));
         return builder;
     }
 }

@@ -35,11 +35,11 @@ public sealed class RedisClusterNodesTests(RedisServer redis) : ClusterNodesSpec
 {
     private readonly string _prefix = "t" + Guid.NewGuid().ToString("N")[..8] + ":";
 
-    protected override (IClusterBus Bus, IRecordStore Store) CreateMember()
+    protected override (IClusterBus Bus, IRecordStore Store, IClusterRegistry Registry) CreateMember()
     {
         var options = new RedisClusterOptions { Configuration = redis.Configuration, Prefix = _prefix };
         var bus = new RedisClusterBus(options);
-        return (bus, new RedisRecordStore(bus, options));
+        return (bus, new RedisRecordStore(bus, options), new RedisClusterRegistry(bus, options));
     }
 }
 
@@ -49,10 +49,10 @@ public sealed class RedisClusterShardedNodesTests(RedisClusterServer cluster) : 
 {
     private readonly string _prefix = "t" + Guid.NewGuid().ToString("N")[..8] + ":";
 
-    protected override (IClusterBus Bus, IRecordStore Store) CreateMember()
+    protected override (IClusterBus Bus, IRecordStore Store, IClusterRegistry Registry) CreateMember()
     {
         var options = new RedisClusterOptions { Configuration = cluster.Configuration, Prefix = _prefix };
         var bus = new RedisClusterBus(options);
-        return (bus, new RedisRecordStore(bus, options));
+        return (bus, new RedisRecordStore(bus, options), new RedisClusterRegistry(bus, options));
     }
 }

@@ -39,4 +39,10 @@ internal static partial class ClientLog
 
     [LoggerMessage(EventId = 111, EventName = "ProviderFailed", Level = LogLevel.Error, Message = "The provider of '{Name}' threw; the caller gets \"{Answer}\"")]
     public static partial void ProviderFailed(ILogger logger, string name, string answer, Exception exception);
+
+    [LoggerMessage(EventId = 112, EventName = "Connected", Level = LogLevel.Information, Message = "Connected to {Address}")]
+    public static partial void Connected(ILogger logger, string address);
+
+    [LoggerMessage(EventId = 113, EventName = "ConnectFailed", Level = LogLevel.Warning, Message = "Could not connect to {Address}; trying {Next}")]
+    public static partial void ConnectFailed(ILogger logger, string address, string next, Exception exception);
 }

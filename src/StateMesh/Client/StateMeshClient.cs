@@ -12,7 +12,8 @@ namespace StateMesh.Client;
 
 /// <summary>
 /// A client of a StateMesh node. The URI picks the transport: <c>tcp://host:6021</c> or <c>inproc://name</c>.
-/// Reconnects with backoff after a loss, logs in again, and resubscribes.
+/// Reconnects with backoff after a loss, logs in again, and resubscribes. Given the addresses of several nodes of one
+/// cluster, it moves to another node when the one it is on goes away.
 /// </summary>
 public sealed class StateMeshClient : IStateMeshClient
 {
@@ -20,7 +21,8 @@ public sealed class StateMeshClient : IStateMeshClient
     internal const string ProtocolVersion = "0.1a";
     private static readonly string SdkVersion = typeof(StateMeshClient).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
-    private readonly Uri _uri;
+    private readonly Uri[] _addresses;
+    private int _addressIndex;
     private readonly string? _trustedUserId;
     private readonly ReadOnlyMemory<byte> _authData;
     private readonly StateMeshClientOptions _options;
@@ -47,12 +49,13 @@ public sealed class StateMeshClient : IStateMeshClient
     private int _correlation;
     private JsonElement? _clientData;
 
-    internal StateMeshClient(Uri uri, ReadOnlyMemory<byte> authData, StateMeshClientOptions options, string? trustedUserId = null)
+    internal StateMeshClient(Uri[] addresses, ReadOnlyMemory<byte> authData, StateMeshClientOptions options, string? trustedUserId = null)
     {
+        ArgumentOutOfRangeException.ThrowIfZero(addresses.Length, nameof(addresses));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.OutboundQueueCapacity, 1, "options.OutboundQueueCapacity");
         ArgumentOutOfRangeException.ThrowIfLessThan(options.OutboundQueueMaxBytes, 1L, "options.OutboundQueueMaxBytes");
         _trustedUserId = trustedUserId;
-        _uri = uri;
+        _addresses = addresses;
         _authData = authData;
         _options = options;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Client");
@@ -71,13 +74,49 @@ public sealed class StateMeshClient : IStateMeshClient
     /// <param name="options">Client settings.</param>
     /// <param name="cancellationToken">Cancels the connect.</param>
     public static Task<StateMeshClient> ConnectAsync(string uri, object? authData = null, StateMeshClientOptions? options = null, CancellationToken cancellationToken = default) =>
-        ConnectAsync(new Uri(uri), authData is null ? null : authData as JsonObject ?? JsonSerializer.SerializeToNode(authData, authData.GetType(), (options ?? DefaultOptions).SerializerOptions) as JsonObject
-            ?? throw new ArgumentException("Login data must serialize to a JSON object.", nameof(authData)), options, cancellationToken);
+        ConnectAsync(new Uri(uri), ToAuthObject(authData, options), options, cancellationToken);
 
     /// <summary>Connects and logs in with login data given as a JSON object.</summary>
-    public static async Task<StateMeshClient> ConnectAsync(Uri uri, JsonObject? authData, StateMeshClientOptions? options = null, CancellationToken cancellationToken = default)
+    public static Task<StateMeshClient> ConnectAsync(Uri uri, JsonObject? authData, StateMeshClientOptions? options = null, CancellationToken cancellationToken = default) =>
+        OpenNewAsync(Create(uri, authData, options), cancellationToken);
+
+    /// <summary>
+    /// Connects to one of several nodes of one cluster and logs in; after a loss the client reconnects to the next
+    /// address in the list, then the one after, so a node that is gone is not retried until the others have been.
+    /// </summary>
+    /// <remarks>
+    /// The first connect tries the addresses in the order given (then those of <see cref="StateMeshClientOptions.Endpoints"/>)
+    /// and stays on the first that accepts, as Npgsql does with several hosts: the order says which node is preferred
+    /// (the nearest one first, for example), and which node a client is on is predictable. To spread many clients
+    /// over the nodes, give each client the list in a different (for example shuffled) order. An address where the
+    /// connect fails or times out (<see cref="StateMeshClientOptions.ConnectTimeout"/>) is skipped; a refused login is
+    /// not, since every node of a cluster would refuse it too. When no address accepts, a
+    /// <see cref="StateMeshException"/> names each one with its error.
+    /// </remarks>
+    /// <param name="uris">The nodes' addresses (<c>tcp://host:port</c>, <c>ws://host:port/statemesh</c>, <c>inproc://node-name</c>), at least one.</param>
+    /// <param name="authData">Login data, serialized as a JSON object (for example <c>new { username = "ana", password = "…" }</c>); null sends <c>{}</c>.</param>
+    /// <param name="options">Client settings.</param>
+    /// <param name="cancellationToken">Cancels the connect.</param>
+    /// <exception cref="ArgumentException">The list is empty, or an address is not absolute or uses a transport the client lacks.</exception>
+    public static Task<StateMeshClient> ConnectAsync(IEnumerable<string> uris, object? authData = null, StateMeshClientOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var client = Create(uri, authData, options);
+        ArgumentNullException.ThrowIfNull(uris);
+        var parsed = new List<Uri>();
+        foreach (var uri in uris)
+        {
+            parsed.Add(ParseAddress(uri, nameof(uris)));
+        }
+        return ConnectAsync(parsed, ToAuthObject(authData, options), options, cancellationToken);
+    }
+
+    /// <summary>Connects to one of several nodes of one cluster and logs in with login data given as a JSON object.</summary>
+    /// <remarks>The order of the addresses works as in <see cref="ConnectAsync(IEnumerable{string}, object?, StateMeshClientOptions?, CancellationToken)"/>.</remarks>
+    /// <exception cref="ArgumentException">The list is empty, or an address uses a transport the client lacks.</exception>
+    public static Task<StateMeshClient> ConnectAsync(IEnumerable<Uri> uris, JsonObject? authData, StateMeshClientOptions? options = null, CancellationToken cancellationToken = default) =>
+        OpenNewAsync(Create(uris, authData, options, nameof(uris)), cancellationToken);
+
+    private static async Task<StateMeshClient> OpenNewAsync(StateMeshClient client, CancellationToken cancellationToken)
+    {
         try
         {
             await client.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -90,21 +129,78 @@ public sealed class StateMeshClient : IStateMeshClient
         return client;
     }
 
+    private static JsonObject? ToAuthObject(object? authData, StateMeshClientOptions? options) =>
+        authData is null ? null : authData as JsonObject ?? JsonSerializer.SerializeToNode(authData, authData.GetType(), (options ?? DefaultOptions).SerializerOptions) as JsonObject
+            ?? throw new ArgumentException("Login data must serialize to a JSON object.", nameof(authData));
+
     private static readonly StateMeshClientOptions DefaultOptions = new();
 
-    internal static StateMeshClient Create(Uri uri, JsonObject? authData, StateMeshClientOptions? options, string? trustedUserId = null)
+    /// <summary>
+    /// A client of the node at <paramref name="uri"/> and of those in <see cref="StateMeshClientOptions.Endpoints"/>; the
+    /// in-process client of a node (<paramref name="trustedUserId"/> set) belongs to that node and uses only its address.
+    /// </summary>
+    internal static StateMeshClient Create(Uri uri, JsonObject? authData, StateMeshClientOptions? options, string? trustedUserId = null) =>
+        Create([uri], authData, options, nameof(uri), trustedUserId);
+
+    private static StateMeshClient Create(IEnumerable<Uri> uris, JsonObject? authData, StateMeshClientOptions? options, string paramName, string? trustedUserId = null)
     {
-        if (uri.Scheme is not ("tcp" or "inproc" or "ws" or "wss"))
+        ArgumentNullException.ThrowIfNull(uris, paramName);
+        var addresses = new List<Uri>();
+        foreach (var uri in uris)
         {
-            throw new ArgumentException($"Unsupported address '{uri}': use tcp://host:port, ws://host:port/statemesh, ws://host:port/deepstream or inproc://node-name.", nameof(uri));
+            AddAddress(addresses, uri ?? throw new ArgumentException("The list of node addresses holds a null.", paramName), options, paramName);
         }
-        if (uri.Scheme is "ws" or "wss" && uri.AbsolutePath.TrimEnd('/').EndsWith("/deepstream", StringComparison.Ordinal) && options?.Codec is null)
+        if (addresses.Count == 0)
         {
-            throw new ArgumentException($"'{uri}' speaks the deepstream protocol: reference StateMesh.Deepstream and set StateMeshClientOptions.Codec = DeepstreamCodec.Instance (or call options.UseDeepstreamProtocol()).", nameof(uri));
+            throw new ArgumentException("Give at least one node address, such as tcp://127.0.0.1:6021.", paramName);
+        }
+        if (trustedUserId is null && options is not null)
+        {
+            foreach (var endpoint in options.Endpoints)
+            {
+                AddAddress(addresses, ParseAddress(endpoint, nameof(options)), options, nameof(options));
+            }
+        }
+        // One client speaks one protocol, so its addresses must all need the same one.
+        if (addresses.Select(IsDeepstreamAddress).Distinct().Count() > 1)
+        {
+            throw new ArgumentException($"The addresses mix the deepstream protocol (ws://…/deepstream) with the native one ({string.Join(", ", addresses)}); a client speaks one of them, so give addresses of one kind.", paramName);
         }
         var auth = JsonSerializer.SerializeToUtf8Bytes(authData ?? new JsonObject(), StateMeshJsonContext.Default.JsonNode);
-        return new StateMeshClient(uri, auth, options ?? new StateMeshClientOptions(), trustedUserId);
+        return new StateMeshClient([.. addresses], auth, options ?? new StateMeshClientOptions(), trustedUserId);
     }
+
+    private static Uri ParseAddress(string? address, string paramName) =>
+        Uri.TryCreate(address, UriKind.Absolute, out var uri) ? uri
+            : throw new ArgumentException($"'{address}' is not a node address: use tcp://host:port, ws://host:port/statemesh, ws://host:port/deepstream or inproc://node-name.", paramName);
+
+    private static bool IsDeepstreamAddress(Uri uri) =>
+        uri.Scheme is "ws" or "wss" && uri.AbsolutePath.TrimEnd('/').EndsWith("/deepstream", StringComparison.Ordinal);
+
+    /// <summary>Checks that the client can reach <paramref name="uri"/> and adds it, once.</summary>
+    private static void AddAddress(List<Uri> addresses, Uri uri, StateMeshClientOptions? options, string paramName)
+    {
+        if (!uri.IsAbsoluteUri || uri.Scheme is not ("tcp" or "inproc" or "ws" or "wss"))
+        {
+            throw new ArgumentException($"Unsupported address '{uri}': use tcp://host:port, ws://host:port/statemesh, ws://host:port/deepstream or inproc://node-name.", paramName);
+        }
+        if (IsDeepstreamAddress(uri) && options?.Codec is null)
+        {
+            throw new ArgumentException($"'{uri}' speaks the deepstream protocol: reference StateMesh.Deepstream and set StateMeshClientOptions.Codec = DeepstreamCodec.Instance (or call options.UseDeepstreamProtocol()).", paramName);
+        }
+        if (!addresses.Contains(uri))
+        {
+            addresses.Add(uri);
+        }
+    }
+
+    /// <summary>
+    /// The address of the node the client is connected to; while it connects or reconnects, the one it is trying.
+    /// </summary>
+    public Uri Address => _addresses[Volatile.Read(ref _addressIndex)];
+
+    /// <summary>Every address the client may use, in the order it tries them.</summary>
+    internal IReadOnlyList<Uri> Addresses => _addresses;
 
     /// <inheritdoc />
     public ConnectionState ConnectionState => _states.Value;
@@ -171,7 +267,10 @@ public sealed class StateMeshClient : IStateMeshClient
 
     internal string NextCorrelationId() => Interlocked.Increment(ref _correlation).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>The first connect. Throws when it fails; no reconnect loop starts.</summary>
+    /// <summary>
+    /// The first connect: the addresses in order, each once, until one accepts. Throws when none does (with one
+    /// address, that address's error as it is); no reconnect loop starts.
+    /// </summary>
     internal async Task OpenAsync(CancellationToken cancellationToken)
     {
         SetState(ConnectionState.Connecting);
@@ -179,35 +278,69 @@ public sealed class StateMeshClient : IStateMeshClient
         {
             EnterLimbo();
         }
-        try
+        List<Exception>? errors = null;
+        for (var index = 0; index < _addresses.Length; index++)
         {
-            await EstablishAsync(cancellationToken).ConfigureAwait(false);
+            if (index > 0)
+            {
+                SetState(ConnectionState.Connecting);
+            }
+            try
+            {
+                await EstablishAsync(index, cancellationToken).ConfigureAwait(false);
+                ClientLog.Connected(_logger, _addresses[index].ToString());
+                return;
+            }
+            catch (StateMeshAuthenticationException)
+            {
+                SetState(ConnectionState.AuthenticationFailed);
+                throw;
+            }
+            catch (Exception ex) when (_addresses.Length > 1 && !cancellationToken.IsCancellationRequested && !_closing.IsCancellationRequested)
+            {
+                (errors ??= []).Add(ex);
+                if (index + 1 < _addresses.Length)
+                {
+                    ClientLog.ConnectFailed(_logger, _addresses[index].ToString(), _addresses[index + 1].ToString(), ex);
+                }
+            }
+            catch
+            {
+                SetState(ConnectionState.Closed);
+                throw;
+            }
         }
-        catch (StateMeshAuthenticationException)
-        {
-            SetState(ConnectionState.AuthenticationFailed);
-            throw;
-        }
-        catch
-        {
-            SetState(ConnectionState.Closed);
-            throw;
-        }
+        SetState(ConnectionState.Closed);
+        throw new StateMeshException(
+            $"No node accepted the connection: {string.Join("; ", errors!.Select((e, i) => $"{_addresses[i]}: {e.Message}"))}. Check that the nodes are running and that the addresses are right.",
+            new AggregateException(errors!));
     }
 
-    private async Task<TransportConnection> ConnectTransportAsync(CancellationToken cancellationToken) => _uri.Scheme switch
+    private async Task<TransportConnection> ConnectTransportAsync(Uri uri, CancellationToken cancellationToken) => uri.Scheme switch
     {
-        "tcp" => await TcpTransport.ConnectAsync(_uri.Host, _uri.Port < 0 ? 6021 : _uri.Port, cancellationToken).ConfigureAwait(false),
-        "ws" or "wss" => await WebSocketClientTransport.ConnectAsync(_uri, _options.MaxMessageSize, cancellationToken).ConfigureAwait(false),
-        _ => InMemoryTransport.Connect(_uri.Host, _trustedUserId),
+        "tcp" => await TcpTransport.ConnectAsync(uri.Host, uri.Port < 0 ? 6021 : uri.Port, cancellationToken).ConfigureAwait(false),
+        "ws" or "wss" => await WebSocketClientTransport.ConnectAsync(uri, _options.MaxMessageSize, cancellationToken).ConfigureAwait(false),
+        _ => InMemoryTransport.Connect(uri.Host, _trustedUserId),
     };
 
-    private async Task EstablishAsync(CancellationToken cancellationToken)
+    /// <summary>Connects to the address at <paramref name="index"/>, logs in, and resubscribes; throws when any of it fails.</summary>
+    private async Task EstablishAsync(int index, CancellationToken cancellationToken)
     {
+        var uri = _addresses[index];
+        Volatile.Write(ref _addressIndex, index);
         using var deadline = new CancellationTokenSource(_options.ConnectTimeout, Time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closing.Token, deadline.Token);
-        var transport = await ConnectTransportAsync(timeout.Token).ConfigureAwait(false);
-        var link = new ClientLink(transport, _options.Codec ?? NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize, _options.OutboundQueueCapacity, _options.OutboundQueueMaxBytes, _logger, _uri.ToString());
+        TransportConnection transport;
+        try
+        {
+            transport = await ConnectTransportAsync(uri, timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested && !_closing.IsCancellationRequested)
+        {
+            // An address that drops packets (a host gone from the network) takes the connect timeout, then the next is tried.
+            throw new TimeoutException($"No connection to {uri} within {_options.ConnectTimeout}.");
+        }
+        var link = new ClientLink(transport, _options.Codec ?? NativeCodec.Instance, OnMessage, Time, _options.MaxMessageSize, _options.OutboundQueueCapacity, _options.OutboundQueueMaxBytes, _logger, uri.ToString());
         var handshake = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         var login = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_gate)
@@ -217,12 +350,12 @@ public sealed class StateMeshClient : IStateMeshClient
             _login = login;
         }
         link.Start();
-        _ = link.Closed.ContinueWith(t => OnLinkClosed(link, t.Exception?.GetBaseException()), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = link.Closed.ContinueWith(t => OnLinkClosed(link, index, t.Exception?.GetBaseException()), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         try
         {
             link.TrySend(new Message
             {
-                Topic = Topic.Connection, Action = (int)ConnectionAction.Challenge, Url = _uri.ToString(),
+                Topic = Topic.Connection, Action = (int)ConnectionAction.Challenge, Url = uri.ToString(),
                 ProtocolVersion = ProtocolVersion, SdkVersion = SdkVersion, SdkType = SdkType,
             });
             var reply = await handshake.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
@@ -246,7 +379,7 @@ public sealed class StateMeshClient : IStateMeshClient
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && !_closing.IsCancellationRequested)
         {
             await link.DisposeAsync().ConfigureAwait(false);
-            throw new TimeoutException($"The node at {_uri} did not complete the handshake and login within {_options.ConnectTimeout}.");
+            throw new TimeoutException($"The node at {uri} did not complete the handshake and login within {_options.ConnectTimeout}.");
         }
         catch
         {
@@ -258,7 +391,7 @@ public sealed class StateMeshClient : IStateMeshClient
         {
             if (_link != link)
             {
-                throw new StateMeshException($"The connection to {_uri} was lost during login.");
+                throw new StateMeshException($"The connection to {uri} was lost during login.");
             }
             _open = true;
             _events.OnOpened(link);
@@ -280,7 +413,7 @@ public sealed class StateMeshClient : IStateMeshClient
                 }
                 else
                 {
-                    sent.TrySetException(Backpressure(message, $"{link.QueuedMessages} messages and {link.QueuedBytes} bytes wait to be written to {_uri}"));
+                    sent.TrySetException(Backpressure(message, $"{link.QueuedMessages} messages and {link.QueuedBytes} bytes wait to be written to {uri}"));
                 }
             }
         }
@@ -360,8 +493,9 @@ public sealed class StateMeshClient : IStateMeshClient
         }
     }
 
-    private void OnLinkClosed(ClientLink link, Exception? error)
+    private void OnLinkClosed(ClientLink link, int index, Exception? error)
     {
+        var uri = _addresses[index];
         bool reconnect;
         lock (_gate)
         {
@@ -372,13 +506,13 @@ public sealed class StateMeshClient : IStateMeshClient
             _link = null;
             var wasOpen = _open;
             _open = false;
-            _handshake?.TrySetException(new IOException($"The connection to {_uri} was lost."));
-            _login?.TrySetException(new IOException($"The connection to {_uri} was lost."));
+            _handshake?.TrySetException(new IOException($"The connection to {uri} was lost."));
+            _login?.TrySetException(new IOException($"The connection to {uri} was lost."));
             foreach (var key in _pendingAcks.Keys)
             {
                 if (_pendingAcks.TryRemove(key, out var pending))
                 {
-                    pending.TrySetException(new StateMeshException($"The connection to {_uri} was lost before the node acknowledged."));
+                    pending.TrySetException(new StateMeshException($"The connection to {uri} was lost before the node acknowledged."));
                 }
             }
             _records.OnConnectionLost();
@@ -393,9 +527,9 @@ public sealed class StateMeshClient : IStateMeshClient
         }
         if (reconnect)
         {
-            ClientLog.ConnectionLost(_logger, _uri.ToString(), error);
+            ClientLog.ConnectionLost(_logger, uri.ToString(), error);
             SetState(ConnectionState.Reconnecting);
-            _ = Task.Run(ReconnectLoopAsync);
+            _ = Task.Run(() => ReconnectLoopAsync(index));
         }
     }
 
@@ -439,10 +573,18 @@ public sealed class StateMeshClient : IStateMeshClient
         return TimeSpan.FromTicks(schedule + (long)(Math.Max(0, jitter) * random));
     }
 
-    private async Task ReconnectLoopAsync()
+    /// <summary>
+    /// The address of reconnect attempt <paramref name="attempt"/> (0-based) after losing the one at
+    /// <paramref name="lost"/>: the next in the list, then the one after, around; so the first retry goes to another
+    /// node when there is one, and a dead node is tried again only after all the others.
+    /// </summary>
+    internal static int ReconnectAddress(int lost, int attempt, int count) => (int)((lost + 1L + attempt) % count);
+
+    private async Task ReconnectLoopAsync(int lost)
     {
         for (var attempt = 0; attempt < _options.MaxReconnectAttempts; attempt++)
         {
+            var index = ReconnectAddress(lost, attempt, _addresses.Length);
             var delay = ReconnectDelay(_options, attempt, Random.Shared.NextDouble());
             try
             {
@@ -451,8 +593,8 @@ public sealed class StateMeshClient : IStateMeshClient
                     await Task.Delay(delay, Time, _closing.Token).ConfigureAwait(false);
                 }
                 SetState(ConnectionState.Connecting);
-                await EstablishAsync(_closing.Token).ConfigureAwait(false);
-                ClientLog.Reconnected(_logger, _uri.ToString(), attempt + 1);
+                await EstablishAsync(index, _closing.Token).ConfigureAwait(false);
+                ClientLog.Reconnected(_logger, _addresses[index].ToString(), attempt + 1);
                 return;
             }
             catch (OperationCanceledException) when (_closing.IsCancellationRequested)
@@ -461,18 +603,18 @@ public sealed class StateMeshClient : IStateMeshClient
             }
             catch (StateMeshAuthenticationException)
             {
-                ClientLog.ReauthenticationFailed(_logger, _uri.ToString());
+                ClientLog.ReauthenticationFailed(_logger, _addresses[index].ToString());
                 SetState(ConnectionState.AuthenticationFailed);
                 FailOffline();
                 return;
             }
             catch (Exception ex)
             {
-                ClientLog.ReconnectFailed(_logger, attempt + 1, _uri.ToString(), ex);
+                ClientLog.ReconnectFailed(_logger, attempt + 1, _addresses[index].ToString(), ex);
                 SetState(ConnectionState.Reconnecting);
             }
         }
-        ClientLog.GaveUp(_logger, _uri.ToString(), _options.MaxReconnectAttempts);
+        ClientLog.GaveUp(_logger, string.Join(", ", _addresses.Select(a => a.ToString())), _options.MaxReconnectAttempts);
         SetState(ConnectionState.Failed);
         FailOffline();
     }
@@ -507,7 +649,7 @@ public sealed class StateMeshClient : IStateMeshClient
         var silence = link.SinceLastMessage;
         if (silence > 2 * _options.HeartbeatInterval)
         {
-            ClientLog.HeartbeatTimeout(_logger, _uri.ToString(), silence);
+            ClientLog.HeartbeatTimeout(_logger, Address.ToString(), silence);
             _ = link.DisposeAsync().AsTask();
             return;
         }
@@ -526,7 +668,7 @@ public sealed class StateMeshClient : IStateMeshClient
                     case ClientLink.SendResult.Sent:
                         return Task.CompletedTask;
                     case ClientLink.SendResult.Full:
-                        return Task.FromException(Backpressure(message, $"{link.QueuedMessages} messages and {link.QueuedBytes} bytes wait to be written to {_uri}"));
+                        return Task.FromException(Backpressure(message, $"{link.QueuedMessages} messages and {link.QueuedBytes} bytes wait to be written to {Address}"));
                 }
             }
             if (!_closing.IsCancellationRequested && Time.GetTimestamp() < _limboUntil)
@@ -534,7 +676,7 @@ public sealed class StateMeshClient : IStateMeshClient
                 var size = OfflineSize(message);
                 if (_offline.Count >= _options.OutboundQueueCapacity || (_offline.Count > 0 && _offlineBytes + size > _options.OutboundQueueMaxBytes))
                 {
-                    return Task.FromException(Backpressure(message, $"{_offline.Count} messages and {_offlineBytes} bytes wait in the offline buffer for the connection to {_uri}"));
+                    return Task.FromException(Backpressure(message, $"{_offline.Count} messages and {_offlineBytes} bytes wait in the offline buffer for the connection to {Address}"));
                 }
                 var sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 _offline.Add((message, sent));
@@ -543,7 +685,7 @@ public sealed class StateMeshClient : IStateMeshClient
             }
         }
         return Task.FromException(new StateMeshOfflineException(
-            $"{ActionNames.Of(message.Topic, message.Action)} '{message.Name}' was not sent: the client is {_states.Value}, not connected to {_uri}."));
+            $"{ActionNames.Of(message.Topic, message.Action)} '{message.Name}' was not sent: the client is {_states.Value}, not connected to {Address}."));
     }
 
     private static long OfflineSize(Message message) => (message.Data?.Length ?? 0) + (message.Name?.Length ?? 0) + (message.Path?.Length ?? 0);

@@ -6,13 +6,25 @@ namespace StateMesh.Client;
 /// <summary>Settings of a client. Defaults are those of deepstream's JavaScript client.</summary>
 public sealed class StateMeshClientOptions
 {
+    /// <summary>
+    /// Addresses of more nodes of the same cluster (<c>tcp://host:port</c>, <c>ws://host:port/statemesh</c>,
+    /// <c>inproc://node-name</c>), tried after the address or addresses given to <c>ConnectAsync</c> (or to
+    /// <c>AddStateMeshClient</c> as its <c>Address</c>), in this order, each once. After a loss the client reconnects to
+    /// the next address in that list rather than to the node it lost. Read when the client is created; the in-process
+    /// client of a hosted node stays with its node and ignores them.
+    /// </summary>
+    public IList<string> Endpoints { get; } = [];
+
     /// <summary>Serializer settings for typed values (web defaults: camelCase).</summary>
     public JsonSerializerOptions SerializerOptions { get; set; } = new(JsonSerializerDefaults.Web);
 
     /// <summary>The client pings this often; a node silent for twice this long counts as lost.</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Reconnect delay grows by this much per attempt (the first retry waits only the jitter).</summary>
+    /// <summary>
+    /// Reconnect delay grows by this much per attempt (the first retry waits only the jitter), whichever address the
+    /// attempt goes to.
+    /// </summary>
     public TimeSpan ReconnectIntervalIncrement { get; set; } = TimeSpan.FromSeconds(4);
 
     /// <summary>
@@ -24,7 +36,10 @@ public sealed class StateMeshClientOptions
     /// <summary>The longest reconnect delay.</summary>
     public TimeSpan MaxReconnectInterval { get; set; } = TimeSpan.FromSeconds(180);
 
-    /// <summary>Reconnect attempts after a loss before the client gives up (state <see cref="ConnectionState.Failed"/>).</summary>
+    /// <summary>
+    /// Reconnect attempts after a loss before the client gives up (state <see cref="ConnectionState.Failed"/>); with
+    /// several addresses, each attempt goes to the next one, so this counts attempts over all of them.
+    /// </summary>
     public int MaxReconnectAttempts { get; set; } = 5;
 
     /// <summary>After a loss, emits are queued this long; then they fail with <see cref="StateMeshOfflineException"/>.</summary>

@@ -33,6 +33,69 @@ public sealed class InProcessClusterHub
             _members = [.. _members.Where(m => !ReferenceEquals(m, bus))];
         }
     }
+
+    // The registries of the hub's nodes: who is in, and which nodes are in each named set.
+    private readonly Dictionary<string, IClusterMembershipListener> _registries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, HashSet<string>> _sets = new(StringComparer.Ordinal);
+
+    internal void JoinRegistry(string nodeName, IClusterMembershipListener listener)
+    {
+        lock (_gate)
+        {
+            if (!_registries.TryAdd(nodeName, listener))
+            {
+                throw new InvalidOperationException($"A node named '{nodeName}' is already in this cluster: NodeName must be unique.");
+            }
+        }
+    }
+
+    internal void LeaveRegistry(string nodeName)
+    {
+        IClusterMembershipListener[] others;
+        lock (_gate)
+        {
+            if (!_registries.Remove(nodeName))
+            {
+                return;
+            }
+            others = [.. _registries.Values];
+        }
+        foreach (var other in others)
+        {
+            other.OnNodeLeft(nodeName);
+        }
+    }
+
+    internal void AddToSet(string set, string nodeName)
+    {
+        lock (_gate)
+        {
+            if (!_sets.TryGetValue(set, out var nodes))
+            {
+                _sets[set] = nodes = new HashSet<string>(StringComparer.Ordinal);
+            }
+            nodes.Add(nodeName);
+        }
+    }
+
+    internal void RemoveFromSet(string set, string nodeName)
+    {
+        lock (_gate)
+        {
+            if (_sets.TryGetValue(set, out var nodes) && nodes.Remove(nodeName) && nodes.Count == 0)
+            {
+                _sets.Remove(set);
+            }
+        }
+    }
+
+    internal IReadOnlyList<string> NodesIn(string set, string except)
+    {
+        lock (_gate)
+        {
+            return _sets.TryGetValue(set, out var nodes) ? [.. nodes.Where(n => n != except)] : [];
+        }
+    }
 }
 
 /// <summary>

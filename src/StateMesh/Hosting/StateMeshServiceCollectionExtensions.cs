@@ -36,9 +36,11 @@ public static class StateMeshServiceCollectionExtensions
             sp.GetService<System.Diagnostics.Metrics.IMeterFactory>(),
             sp.GetRequiredService<StateMesh.Storage.IRecordStore>(),
             sp.GetRequiredService<StateMesh.Storage.IRecordStorage>(),
-            sp.GetRequiredService<StateMesh.Cluster.IClusterBus>()));
-        // A node alone is a cluster of one: a bus with a hub of its own (StateMesh.Redis replaces it).
+            sp.GetRequiredService<StateMesh.Cluster.IClusterBus>(),
+            sp.GetRequiredService<StateMesh.Cluster.IClusterRegistry>()));
+        // A node alone is a cluster of one: a bus and a registry with a hub of their own (StateMesh.Redis replaces them).
         services.TryAddSingleton<StateMesh.Cluster.IClusterBus>(_ => new StateMesh.Cluster.InProcessClusterBus());
+        services.TryAddSingleton<StateMesh.Cluster.IClusterRegistry>(_ => new StateMesh.Cluster.InProcessClusterRegistry());
         services.TryAddSingleton<StateMesh.Storage.IRecordStore, StateMesh.Storage.MemoryRecordStore>();
         services.TryAddSingleton<StateMesh.Storage.IRecordStorage, StateMesh.Storage.MemoryRecordStorage>();
         services.TryAddSingleton<InProcessClientHolder>();

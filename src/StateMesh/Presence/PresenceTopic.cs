@@ -10,17 +10,124 @@ namespace StateMesh.Presence;
 /// several connections of one user count once. Joins and leaves go to everyone subscribed to all, and to
 /// those subscribed to that user.
 /// </summary>
+/// <remarks>
+/// Across nodes: every node says on the bus channel <c>U</c> when a user's first connection on it comes and its last
+/// goes, and keeps, per user, the nodes where the user is online. A join is announced here when a user goes from no
+/// node to one, a leave when from one to none: once per user, cluster-wide. A node that starts asks the others for
+/// their users; a node that leaves (stops or dies) takes its users with it.
+/// </remarks>
 internal sealed class PresenceTopic(NodeEngine node)
 {
+    /// <summary>The bus channel every node's presence changes travel on.</summary>
+    public const string Channel = "U";
+
+    private const string SyncRequest = "sync";
+
     private readonly Dictionary<string, int> _connections = new(StringComparer.Ordinal);
+
+    // User → the nodes (this one included) where the user has a connection. Under the gate.
+    private readonly Dictionary<string, HashSet<string>> _online = new(StringComparer.Ordinal);
     private readonly object _gate = new();
     private volatile Session[] _everyone = [];
 
     public SubscriptionRegistry PerUser { get; } = new();
 
+    /// <summary>Users online anywhere in the cluster.</summary>
     public int OnlineCount
     {
-        get { lock (_gate) { return _connections.Count; } }
+        get { lock (_gate) { return _online.Count; } }
+    }
+
+    private string Self => node.Options.NodeName;
+
+    /// <summary>Called once the node is on the bus: asks the other nodes who is online with them.</summary>
+    public void OnStarted() =>
+        node.Bus.Publish(Channel, new Message { Topic = Topic.Presence, Action = (int)PresenceAction.QueryAll, Name = SyncRequest, CorrelationId = Self });
+
+    /// <summary>Adds (user, node); under the gate. True when the user was online nowhere before.</summary>
+    private bool AddOnline(string user, string nodeName)
+    {
+        if (!_online.TryGetValue(user, out var nodes))
+        {
+            _online[user] = nodes = new HashSet<string>(StringComparer.Ordinal);
+        }
+        return nodes.Add(nodeName) && nodes.Count == 1;
+    }
+
+    /// <summary>Removes (user, node); under the gate. True when the user is now online nowhere.</summary>
+    private bool RemoveOnline(string user, string nodeName)
+    {
+        if (!_online.TryGetValue(user, out var nodes) || !nodes.Remove(nodeName) || nodes.Count > 0)
+        {
+            return false;
+        }
+        _online.Remove(user);
+        return true;
+    }
+
+    /// <summary>A presence change another node published.</summary>
+    public void OnRemote(Message message)
+    {
+        if (message.CorrelationId is not { Length: > 0 } from || from == Self)
+        {
+            return;
+        }
+        switch ((PresenceAction)message.Action)
+        {
+            case PresenceAction.PresenceJoin when message.Name is { } user:
+                lock (_gate)
+                {
+                    if (AddOnline(user, from))
+                    {
+                        Announce(user, joined: true, except: null);
+                    }
+                }
+                return;
+            case PresenceAction.PresenceLeave when message.Name is { } user:
+                lock (_gate)
+                {
+                    if (RemoveOnline(user, from))
+                    {
+                        Announce(user, joined: false, except: null);
+                    }
+                }
+                return;
+            case PresenceAction.QueryAll when message.Name == SyncRequest:
+                string[] mine;
+                lock (_gate)
+                {
+                    mine = [.. _connections.Keys];
+                }
+                node.Bus.Publish(Channel, new Message { Topic = Topic.Presence, Action = (int)PresenceAction.QueryAllResponse, Names = mine, CorrelationId = Self });
+                return;
+            case PresenceAction.QueryAllResponse when message.Names is { } users:
+                lock (_gate)
+                {
+                    foreach (var user in users)
+                    {
+                        if (AddOnline(user, from))
+                        {
+                            Announce(user, joined: true, except: null);
+                        }
+                    }
+                }
+                return;
+        }
+    }
+
+    /// <summary>A node left the cluster: its users leave, where they are online nowhere else.</summary>
+    public void OnNodeLeft(string nodeName)
+    {
+        lock (_gate)
+        {
+            foreach (var user in _online.Where(e => e.Value.Contains(nodeName)).Select(e => e.Key).ToList())
+            {
+                if (RemoveOnline(user, nodeName))
+                {
+                    Announce(user, joined: false, except: null);
+                }
+            }
+        }
     }
 
     public void OnAuthenticated(Session session)
@@ -37,7 +144,11 @@ internal sealed class PresenceTopic(NodeEngine node)
             if (_connections[user] == 1)
             {
                 // Under the gate, so that a join and the leave after it reach subscribers in that order.
-                Announce(user, joined: true, except: session);
+                if (AddOnline(user, Self))
+                {
+                    Announce(user, joined: true, except: session);
+                }
+                node.Bus.Publish(Channel, new Message { Topic = Topic.Presence, Action = (int)PresenceAction.PresenceJoin, Name = user, CorrelationId = Self });
             }
         }
     }
@@ -69,11 +180,15 @@ internal sealed class PresenceTopic(NodeEngine node)
                 return;
             }
             _connections.Remove(user2);
-            Announce(user2, joined: false, except: session);
+            if (RemoveOnline(user2, Self))
+            {
+                Announce(user2, joined: false, except: session);
+            }
+            node.Bus.Publish(Channel, new Message { Topic = Topic.Presence, Action = (int)PresenceAction.PresenceLeave, Name = user2, CorrelationId = Self });
         }
     }
 
-    private void Announce(string user, bool joined, Session except)
+    private void Announce(string user, bool joined, Session? except)
     {
         Fanout.Send(new Message { Topic = Topic.Presence, Action = (int)(joined ? PresenceAction.PresenceJoinAll : PresenceAction.PresenceLeaveAll), Name = user }, _everyone, except);
         Fanout.Send(new Message { Topic = Topic.Presence, Action = (int)(joined ? PresenceAction.PresenceJoin : PresenceAction.PresenceLeave), Name = user }, PerUser.Get(user), except);
@@ -87,7 +202,7 @@ internal sealed class PresenceTopic(NodeEngine node)
                 string[] users;
                 lock (_gate)
                 {
-                    users = [.. _connections.Keys.Where(u => u != session.UserId)];
+                    users = [.. _online.Keys.Where(u => u != session.UserId)];
                 }
                 session.Send(new Message { Topic = Topic.Presence, Action = (int)PresenceAction.QueryAllResponse, Names = users, CorrelationId = message.CorrelationId });
                 return;
@@ -102,7 +217,7 @@ internal sealed class PresenceTopic(NodeEngine node)
                 {
                     foreach (var name in names)
                     {
-                        answer[name] = _connections.ContainsKey(name);
+                        answer[name] = _online.ContainsKey(name);
                     }
                 }
                 session.Send(new Message

@@ -199,6 +199,12 @@ internal static class RecordPath
     public const int DefaultMaxGrowth = 1 << 20;
 
     /// <summary>
+    /// The most elements one write may add to arrays (setting <c>a[5000]</c> on an empty array adds 5,001): the work a
+    /// short path can cause stays a small multiple of the message.
+    /// </summary>
+    public const int MaxGrowthPerWrite = 1000;
+
+    /// <summary>
     /// Sets the value at the path, creating what is missing; arrays grow by at most <paramref name="maxGrowth"/> elements.
     /// </summary>
     public static bool TrySet(JsonNode root, ReadOnlySpan<PathToken> tokens, JsonNode? value, int maxGrowth, out string error)

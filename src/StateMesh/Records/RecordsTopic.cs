@@ -1069,29 +1069,53 @@ internal sealed class RecordsTopic
                 error = "the data is not valid JSON: " + ex.Message;
                 return false;
             }
-            // Each element an array grows by is at least "null," in the result: growth beyond that is refused before it happens.
-            var growth = Math.Max(0, maxDocumentSize - current.Length) / 5;
-            if (!RecordPath.TrySet(root, tokens, node, growth, out error))
+            // Each element an array grows by is at least "null," in the result: growth beyond that is refused before it
+            // happens, and so is growth past RecordPath.MaxGrowthPerWrite (a short path must not cost much).
+            var growth = Math.Min(RecordPath.MaxGrowthPerWrite, Math.Max(0, maxDocumentSize - current.Length) / 5);
+            try
             {
+                if (!RecordPath.TrySet(root, tokens, node, growth, out error))
+                {
+                    return false;
+                }
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
+            {
+                // JsonNode reads names lazily: a stored name that is not text, or one given twice, shows only here.
+                error = "the stored record cannot be patched: " + StoredRecordProblem(ex);
                 return false;
             }
         }
         else
         {
-            RecordPath.Erase(root, tokens);
+            try
+            {
+                RecordPath.Erase(root, tokens);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
+            {
+                error = "the stored record cannot be patched: " + StoredRecordProblem(ex);
+                return false;
+            }
         }
         try
         {
             next = JsonSerializer.SerializeToUtf8Bytes(root, StateMeshJsonContext.Default.JsonNode);
         }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or ArgumentException)
         {
-            error = "the patched record is nested too deeply: " + ex.Message;
+            error = ex is ArgumentException || ex.InnerException is not null
+                ? "the stored record cannot be patched: " + StoredRecordProblem(ex)
+                : "the patched record is nested too deeply: " + ex.Message;
             return false;
         }
         error = "";
         return true;
     }
+
+    /// <summary>A short, stable reason for a stored record that JSON nodes cannot take (the exception's text is not for peers).</summary>
+    private static string StoredRecordProblem(Exception ex) =>
+        ex is ArgumentException ? "a property name appears twice in one object (replace the whole record)" : "a property name or string is not valid text (replace the whole record)";
 
     /// <summary>Tells the store that a state is durable (readers on every node may see it). A failure is logged, never thrown.</summary>
     private ValueTask MarkShown(string name, RecordState state)

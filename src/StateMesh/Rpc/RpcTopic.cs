@@ -11,6 +11,13 @@ namespace StateMesh.Rpc;
 /// gives each forwarded request its own correlation id (callers' ids may collide), and fails fast when a provider
 /// disconnects mid-call: rerouted if it had not accepted, else failed at once.
 /// </summary>
+/// <remarks>
+/// Across nodes: each node is in the registry set <c>P/&lt;name&gt;</c> while it has a provider of the name. A call
+/// goes to a local provider first; when none is left untried, to a random other node in the set that was not tried,
+/// on that node's channel <c>N/&lt;node&gt;</c>. That node serves it with its own providers and answers on the caller
+/// node's channel; when its providers are all tried it rejects, and the caller's node tries the next node. A node
+/// that leaves fails the calls its providers had accepted and reroutes the others.
+/// </remarks>
 internal sealed class RpcTopic(NodeEngine node)
 {
     private readonly ConcurrentDictionary<string, PendingCall> _calls = new(StringComparer.Ordinal);
@@ -20,12 +27,24 @@ internal sealed class RpcTopic(NodeEngine node)
 
     public int PendingCount => _calls.Count;
 
+    /// <summary>Calls waiting here whose provider (on this node or another) has accepted them.</summary>
+    internal int AcceptedCount => _calls.Values.Count(c => c.Accepted);
+
     private sealed class PendingCall
     {
         public required string Id { get; init; }
         public required string Name { get; init; }
-        public required Session Requestor { get; init; }
+
+        /// <summary>The caller on this node, or null for a call another node sent here (see <see cref="ReplyTo"/>).</summary>
+        public required Session? Requestor { get; init; }
+
+        /// <summary>For a call from another node: that node, which hears every answer on its channel.</summary>
+        public string? ReplyTo { get; init; }
         public required string RequestorCorrelationId { get; init; }
+
+        /// <summary>Other nodes this call was sent to, and the one it is with now (null while with a local provider).</summary>
+        public HashSet<string> TriedNodes { get; } = new(StringComparer.Ordinal);
+        public string? RemoteNode { get; set; }
         public required Message Request { get; init; }
         public required TimeSpan ResponseTimeout { get; init; }
         public HashSet<Session> Tried { get; } = [];
@@ -73,26 +92,55 @@ internal sealed class RpcTopic(NodeEngine node)
         }
         var provide = message.Action == (int)RpcAction.Provide;
         var limits = node.Options.Limits;
+        List<Task>? registered = null;
         foreach (var name in names)
         {
             if (provide)
             {
-                Provide(session, message, name, limits);
+                Provide(session, message, name, limits, ref registered);
             }
             else if (session.RpcProvides.TryRemove(name, out _))
             {
                 node.Limits.ProvidedNames.Release();
                 Providers.Remove(name, session);
+                node.Registry.Remove(ProvidersSet(name));
             }
             else
             {
                 session.SendError(new Message { Topic = Topic.Rpc, Action = message.Action, Name = name }, (int)RpcAction.NotProvided, null);
             }
         }
-        session.Send(new Message { Topic = Topic.Rpc, Action = message.Action, CorrelationId = message.CorrelationId, IsAck = true });
+        var ack = new Message { Topic = Topic.Rpc, Action = message.Action, CorrelationId = message.CorrelationId, IsAck = true };
+        if (registered is null || registered.All(t => t.IsCompletedSuccessfully))
+        {
+            session.Send(ack);
+        }
+        else
+        {
+            // Acknowledged once the other nodes can see the providers, so a call made anywhere after the ack finds them.
+            _ = AckWhenRegisteredAsync(session, ack, registered);
+        }
     }
 
-    private void Provide(Session session, Message message, string name, LimitOptions limits)
+    private async Task AckWhenRegisteredAsync(Session session, Message ack, List<Task> registered)
+    {
+        try
+        {
+            await Task.WhenAll(registered).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // Provided here all the same: local callers reach it, and the registry catches up when the cluster is back.
+            Diagnostics.NodeLog.ClusterMessageFailed(node.Logger, "registry", ex);
+        }
+        session.Send(ack);
+    }
+
+    private static string ProvidersSet(string name) => "P/" + name;
+
+    private static string NodeChannel(string nodeName) => "N/" + nodeName;
+
+    private void Provide(Session session, Message message, string name, LimitOptions limits, ref List<Task>? registered)
     {
         if (session.RpcProvides.ContainsKey(name))
         {
@@ -109,6 +157,11 @@ internal sealed class RpcTopic(NodeEngine node)
         }
         session.RpcProvides.TryAdd(name, 0);
         Providers.Add(name, session);
+        var adding = node.Registry.AddAsync(ProvidersSet(name));
+        if (!adding.IsCompletedSuccessfully)
+        {
+            (registered ??= []).Add(adding);
+        }
     }
 
     private void Request(Session requestor, Message message)
@@ -162,19 +215,70 @@ internal sealed class RpcTopic(NodeEngine node)
         call.ResponseTimer?.Dispose();
         call.Accepted = false;
         var attempt = ++call.Attempt;
+        call.RemoteNode = null;
+        call.Provider = null;
         var candidates = Providers.Get(call.Name).Where(p => !call.Tried.Contains(p) && p.State == SessionState.Open).ToArray();
         if (candidates.Length == 0)
         {
-            Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.NoRpcProvider, Name = call.Name, IsError = true });
+            if (call.Requestor is null)
+            {
+                // A call from another node: its node tries the next node.
+                Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Reject });
+                return;
+            }
+            _ = RouteToOtherNodeAsync(call, attempt);
             return;
         }
         var provider = candidates[Random.Shared.Next(candidates.Length)];
         call.Tried.Add(provider);
         call.Provider = provider;
-        // Both timers start with each attempt, as in deepstream.
+        StartTimers(call, attempt);
+        provider.Send(call.Request with { CorrelationId = call.Id });
+    }
+
+    /// <summary>Both timers start with each attempt, as in deepstream.</summary>
+    private void StartTimers(PendingCall call, int attempt)
+    {
         call.AcceptTimer = node.Time.CreateTimer(static s => { var (topic, c, a) = ((RpcTopic, PendingCall, int))s!; topic.OnAcceptTimeout(c, a); }, (this, call, attempt), node.Options.Rpc.AckTimeout, Timeout.InfiniteTimeSpan);
         call.ResponseTimer = node.Time.CreateTimer(static s => { var (topic, c, a) = ((RpcTopic, PendingCall, int))s!; topic.OnResponseTimeout(c, a); }, (this, call, attempt), call.ResponseTimeout, Timeout.InfiniteTimeSpan);
-        provider.Send(call.Request with { CorrelationId = call.Id });
+    }
+
+    /// <summary>No local provider is left untried: the call goes to a random other node with one, or fails with NO_RPC_PROVIDER.</summary>
+    private async Task RouteToOtherNodeAsync(PendingCall call, int attempt)
+    {
+        IReadOnlyList<string> nodes;
+        try
+        {
+            nodes = await node.Registry.OtherNodesInAsync(ProvidersSet(call.Name), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Diagnostics.NodeLog.ClusterMessageFailed(node.Logger, "registry", ex);
+            nodes = [];
+        }
+        lock (call.Gate)
+        {
+            if (call.Done || call.Attempt != attempt)
+            {
+                return;
+            }
+            var untried = nodes.Where(n => !call.TriedNodes.Contains(n)).ToArray();
+            if (untried.Length == 0)
+            {
+                Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.NoRpcProvider, Name = call.Name, IsError = true });
+                return;
+            }
+            var target = untried[Random.Shared.Next(untried.Length)];
+            call.TriedNodes.Add(target);
+            call.RemoteNode = target;
+            StartTimers(call, attempt);
+            node.Bus.Publish(NodeChannel(target), call.Request with
+            {
+                // Where to answer, which call, which attempt: "<node>/<call id>/<attempt>".
+                CorrelationId = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{node.Options.NodeName}/{call.Id}/{attempt}"),
+                RequestTimeout = (int)Math.Ceiling(call.ResponseTimeout.TotalMilliseconds),
+            });
+        }
     }
 
     /// <summary>Ends the call: tells the requestor (with its own correlation id), stops the timers.</summary>
@@ -192,7 +296,20 @@ internal sealed class RpcTopic(NodeEngine node)
         {
             node.CountError(Topic.Rpc, toRequestor.Action);
         }
-        call.Requestor.Send(toRequestor with { CorrelationId = call.RequestorCorrelationId, Name = call.Name });
+        Reply(call, toRequestor);
+    }
+
+    /// <summary>To the caller: on this node directly, or on its node's channel for a call from another node.</summary>
+    private void Reply(PendingCall call, Message message)
+    {
+        if (call.Requestor is { } requestor)
+        {
+            requestor.Send(message with { CorrelationId = call.RequestorCorrelationId, Name = call.Name });
+        }
+        else
+        {
+            node.Bus.Publish(NodeChannel(call.ReplyTo!), message with { CorrelationId = call.RequestorCorrelationId, Name = call.Name });
+        }
     }
 
     /// <summary>The call no longer counts against the requestor's and the node's bounds.</summary>
@@ -200,7 +317,10 @@ internal sealed class RpcTopic(NodeEngine node)
     {
         if (_calls.TryRemove(call.Id, out _))
         {
-            Interlocked.Decrement(ref call.Requestor.PendingRpcCount);
+            if (call.Requestor is { } requestor)
+            {
+                Interlocked.Decrement(ref requestor.PendingRpcCount);
+            }
             node.Limits.PendingRpcs.Release();
         }
     }
@@ -229,7 +349,7 @@ internal sealed class RpcTopic(NodeEngine node)
                     }
                     call.Accepted = true;
                     call.AcceptTimer?.Dispose();
-                    call.Requestor.Send(new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Accept, Name = call.Name, CorrelationId = call.RequestorCorrelationId });
+                    Reply(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Accept });
                     return;
                 case RpcAction.Reject:
                     RouteToNextProvider(call);
@@ -266,6 +386,121 @@ internal sealed class RpcTopic(NodeEngine node)
         }
     }
 
+    /// <summary>A message on this node's channel: a call another node sends here, or an answer to a call sent from here.</summary>
+    public void OnNodeMessage(Message message)
+    {
+        if (message.Action == (int)RpcAction.Request)
+        {
+            FromOtherNode(message);
+            return;
+        }
+        // An answer: "<this node>/<call id>/<attempt>".
+        var parts = message.CorrelationId?.Split('/') ?? [];
+        if (parts.Length < 3 || !_calls.TryGetValue(parts[^2], out var call) || !int.TryParse(parts[^1], System.Globalization.CultureInfo.InvariantCulture, out var attempt))
+        {
+            return; // the call ended here meanwhile (a timeout, its caller left)
+        }
+        lock (call.Gate)
+        {
+            if (call.Done || call.Attempt != attempt || call.RemoteNode is null)
+            {
+                return;
+            }
+            switch ((RpcAction)message.Action)
+            {
+                case RpcAction.Accept:
+                    if (!call.Accepted)
+                    {
+                        call.Accepted = true;
+                        call.AcceptTimer?.Dispose();
+                        Reply(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Accept });
+                    }
+                    return;
+                case RpcAction.Reject:
+                    RouteToNextProvider(call);
+                    return;
+                case RpcAction.Response:
+                    Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Response, Data = message.Data });
+                    return;
+                default:
+                    // RequestError, a timeout or a refusal on the other node: the caller hears it as it was.
+                    Finish(call, new Message { Topic = Topic.Rpc, Action = message.Action, Data = message.Data, IsError = true });
+                    return;
+            }
+        }
+    }
+
+    /// <summary>A call another node sends to this node's providers; every answer goes back on that node's channel.</summary>
+    private void FromOtherNode(Message message)
+    {
+        var replyTo = message.CorrelationId is { } cid && cid.LastIndexOf('/') is var slash and > 0 && cid.LastIndexOf('/', slash - 1) is var first and > 0
+            ? cid[..first] : null;
+        if (replyTo is null || string.IsNullOrEmpty(message.Name))
+        {
+            return;
+        }
+        if (!node.Limits.PendingRpcs.TryTake())
+        {
+            node.Bus.Publish(NodeChannel(replyTo), new Message
+            {
+                Topic = Topic.Rpc, Action = (int)RpcAction.MessageDenied, Name = message.Name, CorrelationId = message.CorrelationId, IsError = true,
+            });
+            return;
+        }
+        var timeout = message.RequestTimeout is > 0 and var ms ? TimeSpan.FromMilliseconds(ms) : node.Options.Rpc.ResponseTimeout;
+        var call = new PendingCall
+        {
+            Id = "r" + Interlocked.Increment(ref _nextId).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            Name = message.Name,
+            Requestor = null,
+            ReplyTo = replyTo,
+            RequestorCorrelationId = message.CorrelationId!,
+            Request = message with { CorrelationId = null, RequestTimeout = null },
+            ResponseTimeout = timeout,
+        };
+        _calls[call.Id] = call;
+        lock (call.Gate)
+        {
+            RouteToNextProvider(call);
+        }
+    }
+
+    /// <summary>
+    /// Another node left: calls its providers had accepted fail, the others go to the next provider. A node that stops
+    /// answers its calls itself on the way out, and those answers may still be on the bus: they get a moment to arrive
+    /// first (a node that died sends nothing, and the moment is short next to the time it took to notice).
+    /// </summary>
+    public void OnNodeLeft(string nodeName) =>
+        _ = Task.Delay(LeftGrace, node.Time).ContinueWith(_ => FailCallsWith(nodeName), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
+    private static readonly TimeSpan LeftGrace = TimeSpan.FromMilliseconds(200);
+
+    private void FailCallsWith(string nodeName)
+    {
+        foreach (var call in _calls.Values)
+        {
+            lock (call.Gate)
+            {
+                if (call.Done || call.RemoteNode != nodeName)
+                {
+                    continue;
+                }
+                if (call.Accepted)
+                {
+                    Finish(call, new Message
+                    {
+                        Topic = Topic.Rpc, Action = (int)RpcAction.RequestError, IsError = true,
+                        Data = JsonSerializer.SerializeToUtf8Bytes($"the node of the provider of '{call.Name}' left during the call", StateMeshJsonContext.Default.String),
+                    });
+                }
+                else
+                {
+                    RouteToNextProvider(call);
+                }
+            }
+        }
+    }
+
     public void RemoveSession(Session session)
     {
         if (session.HasRpcProvides)
@@ -276,6 +511,7 @@ internal sealed class RpcTopic(NodeEngine node)
                 {
                     node.Limits.ProvidedNames.Release();
                     Providers.Remove(name, session);
+                    node.Registry.Remove(ProvidersSet(name));
                 }
             }
         }

@@ -8,16 +8,17 @@ using StateMesh.Transport;
 namespace StateMesh.Server;
 
 /// <summary>The heart of a node: accepts connections, routes messages to topic handlers, tracks sessions.</summary>
-internal sealed class NodeEngine : Cluster.IClusterReceiver
+internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMembershipListener
 {
     private readonly ConcurrentDictionary<long, Session> _sessions = new();
     private readonly StateMeshMetrics _metrics;
     private volatile bool _stopping;
 
-    public NodeEngine(StateMeshOptions options, Authenticator authenticator, ILogger logger, TimeProvider time, StateMeshMetrics metrics, Storage.IRecordStore store, Storage.IRecordStorage storage, Cluster.IClusterBus bus)
+    public NodeEngine(StateMeshOptions options, Authenticator authenticator, ILogger logger, TimeProvider time, StateMeshMetrics metrics, Storage.IRecordStore store, Storage.IRecordStorage storage, Cluster.IClusterBus bus, Cluster.IClusterRegistry registry)
     {
         Options = options;
         Bus = bus;
+        Registry = registry;
         Authenticator = authenticator;
         Logger = logger;
         Time = time;
@@ -33,6 +34,26 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver
 
     /// <summary>How this node reaches the others of its cluster (a cluster of one when alone).</summary>
     public Cluster.IClusterBus Bus { get; }
+
+    /// <summary>Who else is in the cluster, and which nodes hold what (RPC providers).</summary>
+    public Cluster.IClusterRegistry Registry { get; }
+
+    /// <summary>This node's own channel: calls other nodes route here, and answers to calls routed from here.</summary>
+    public string OwnChannel => "N/" + Options.NodeName;
+
+    /// <summary>Another node left the cluster.</summary>
+    public void OnNodeLeft(string nodeName)
+    {
+        try
+        {
+            Rpc.OnNodeLeft(nodeName);
+            Presence.OnNodeLeft(nodeName);
+        }
+        catch (Exception ex)
+        {
+            NodeLog.ClusterMessageFailed(Logger, "membership", ex);
+        }
+    }
 
     /// <summary>What the node holds for all connections together, against its bounds.</summary>
     public NodeLimits Limits { get; }
@@ -113,6 +134,14 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver
             else if (Cluster.ClusterChannels.TryRecord(channel, out var record))
             {
                 Records.OnRemoteChange(record, message);
+            }
+            else if (channel == OwnChannel && message.Topic == Topic.Rpc)
+            {
+                Rpc.OnNodeMessage(message);
+            }
+            else if (channel == StateMesh.Presence.PresenceTopic.Channel)
+            {
+                Presence.OnRemote(message);
             }
         }
         catch (Exception ex)

@@ -32,7 +32,8 @@ public sealed class StateMeshNode : IAsyncDisposable
         System.Diagnostics.Metrics.IMeterFactory? meterFactory = null,
         Storage.IRecordStore? recordStore = null,
         Storage.IRecordStorage? recordStorage = null,
-        Cluster.IClusterBus? clusterBus = null)
+        Cluster.IClusterBus? clusterBus = null,
+        Cluster.IClusterRegistry? clusterRegistry = null)
     {
         _options = options.Value;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Node");
@@ -49,7 +50,7 @@ public sealed class StateMeshNode : IAsyncDisposable
         }
         _engine = new Server.NodeEngine(_options, new Server.Authenticator(handlers), _logger, timeProvider ?? TimeProvider.System, _metrics,
             recordStore ?? new Storage.MemoryRecordStore(), recordStorage ?? new Storage.MemoryRecordStorage(),
-            clusterBus ?? new Cluster.InProcessClusterBus());
+            clusterBus ?? new Cluster.InProcessClusterBus(), clusterRegistry ?? new Cluster.InProcessClusterRegistry());
     }
 
     /// <summary>The node's options.</summary>
@@ -88,6 +89,10 @@ public sealed class StateMeshNode : IAsyncDisposable
             }
         }
         await _engine.Bus.StartAsync(_options.NodeName, _engine, cancellationToken).ConfigureAwait(false);
+        await _engine.Bus.Subscribe(_engine.OwnChannel).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _engine.Bus.Subscribe(StateMesh.Presence.PresenceTopic.Channel).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _engine.Registry.StartAsync(_options.NodeName, _engine, cancellationToken).ConfigureAwait(false);
+        _engine.Presence.OnStarted();
         _inProcess = InMemoryTransport.Listen(_options.NodeName, connection => _engine.Accept(connection, NativeCodec.Instance));
         if (_options.Tcp.Enabled)
         {
@@ -115,6 +120,7 @@ public sealed class StateMeshNode : IAsyncDisposable
             await _tcp.DisposeAsync().ConfigureAwait(false);
         }
         await _engine.StopAsync(TimeSpan.FromSeconds(5)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _engine.Registry.StopAsync(cancellationToken).ConfigureAwait(false);
         await _engine.Bus.StopAsync(cancellationToken).ConfigureAwait(false);
     }
 

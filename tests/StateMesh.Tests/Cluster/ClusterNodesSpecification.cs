@@ -19,8 +19,8 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
     private readonly List<StateMeshNode> _nodes = [];
     private readonly List<StateMeshClient> _clients = [];
 
-    /// <summary>A new member of this test's cluster: its bus and its view of the cluster's record store.</summary>
-    protected abstract (IClusterBus Bus, IRecordStore Store) CreateMember();
+    /// <summary>A new member of this test's cluster: its bus, its view of the cluster's record store, its registry.</summary>
+    protected abstract (IClusterBus Bus, IRecordStore Store, IClusterRegistry Registry) CreateMember();
 
     /// <summary>The durable storage every node of the cluster shares.</summary>
     protected IRecordStorage Storage { get; } = new MemoryRecordStorage();
@@ -44,11 +44,31 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
         var nodes = new StateMeshNode[count];
         for (var i = 0; i < count; i++)
         {
-            var (bus, store) = CreateMember();
-            nodes[i] = await TestNode.StartAsync(storage: Storage, clusterBus: bus, store: store);
-            _nodes.Add(nodes[i]);
+            nodes[i] = await StartNodeAsync();
         }
         return nodes;
+    }
+
+    /// <summary>Waits, bounded, until an asynchronous condition holds (a query answered by another node's news).</summary>
+    protected static async Task EventuallyAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("the condition did not become true in time");
+            }
+            await Task.Delay(20);
+        }
+    }
+
+    protected async Task<StateMeshNode> StartNodeAsync()
+    {
+        var (bus, store, registry) = CreateMember();
+        var node = await TestNode.StartAsync(storage: Storage, clusterBus: bus, store: store, registry: registry);
+        _nodes.Add(node);
+        return node;
     }
 
     protected async Task<StateMeshClient> ConnectAsync(StateMeshNode node, string user)
@@ -202,6 +222,137 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
             }
         }
     }
+
+    [Fact]
+    public async Task A_call_goes_to_a_local_provider_first_and_else_to_providers_on_other_nodes()
+    {
+        var nodes = await StartNodesAsync(3);
+        var callerHere = await ConnectAsync(nodes[0], "caller");
+        var answered = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var p2 = await ConnectAsync(nodes[1], "p2");
+        var p3 = await ConnectAsync(nodes[2], "p3");
+        await using var r2 = await p2.Rpc.ProvideAsync<int, int>("square", (x, ct) => { answered.Add("p2"); return Task.FromResult(x * x); });
+        await using var r3 = await p3.Rpc.ProvideAsync<int, int>("square", (x, ct) => { answered.Add("p3"); return Task.FromResult(x * x); });
+        var results = await Task.WhenAll(Enumerable.Range(0, 60).Select(i => callerHere.Rpc.MakeAsync<int, int>("square", i)));
+        Assert.Equal(Enumerable.Range(0, 60).Select(i => i * i), results);
+        // Spread over both other nodes (random choice: 60 calls all to one node would happen with p = 2^-59).
+        Assert.Equal(["p2", "p3"], answered.Distinct().Order());
+        // A provider on the caller's own node is used first.
+        var local = await ConnectAsync(nodes[0], "p1");
+        await using var r1 = await local.Rpc.ProvideAsync<int, int>("square", (x, ct) => { answered.Add("p1"); return Task.FromResult(x * x); });
+        answered.Clear();
+        await Task.WhenAll(Enumerable.Range(0, 20).Select(i => callerHere.Rpc.MakeAsync<int, int>("square", i)));
+        Assert.Equal(["p1"], answered.Distinct());
+        Assert.Equal(0, nodes.Sum(n => n.Engine.Rpc.PendingCount));
+    }
+
+    [Fact]
+    public async Task A_reject_moves_the_call_to_an_untried_provider_on_another_node_and_no_provider_fails_at_once()
+    {
+        var nodes = await StartNodesAsync(3);
+        var caller = await ConnectAsync(nodes[0], "caller");
+        var refuser = await ConnectAsync(nodes[1], "refuser");
+        var helper = await ConnectAsync(nodes[2], "helper");
+        var refused = 0;
+        await using var no = await refuser.Rpc.ProvideWithContextAsync<string, string>("job", (request, ct) => { Interlocked.Increment(ref refused); throw request.Reject(); });
+        await using var yes = await helper.Rpc.ProvideAsync<string, string>("job", (x, ct) => Task.FromResult("done " + x));
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal("done " + i, await caller.Rpc.MakeAsync<string, string>("job", i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        }
+        Assert.True(refused > 0, "the refusing provider was never offered a call");
+        var none = await Assert.ThrowsAsync<RpcException>(() => caller.Rpc.MakeAsync<string, string>("nobody/provides", "x"));
+        Assert.Equal(RpcErrorCode.NoProvider, none.Code);
+        // Every provider rejects: no provider, not a timeout.
+        await yes.DisposeAsync();
+        await ClientEventsTests.WaitUntilAsync(() => nodes[2].Engine.Rpc.Providers.Get("job").Length == 0);
+        var rejected = await Assert.ThrowsAsync<RpcException>(() => caller.Rpc.MakeAsync<string, string>("job", "y"));
+        Assert.Equal(RpcErrorCode.NoProvider, rejected.Code);
+    }
+
+    [Fact]
+    public async Task A_node_that_joins_can_call_a_provider_registered_before_it_at_once()
+    {
+        var nodes = await StartNodesAsync(1);
+        var provider = await ConnectAsync(nodes[0], "provider");
+        await using var _ = await provider.Rpc.ProvideAsync<string, string>("echo", (x, ct) => Task.FromResult(x));
+        var late = await StartNodeAsync();
+        var caller = await ConnectAsync(late, "caller");
+        Assert.Equal("first", await caller.Rpc.MakeAsync<string, string>("echo", "first"));
+    }
+
+    [Fact]
+    public async Task A_node_that_stops_takes_its_providers_with_it_and_fails_the_calls_they_had_accepted()
+    {
+        var nodes = await StartNodesAsync(3);
+        var caller = await ConnectAsync(nodes[0], "caller");
+        var steady = await ConnectAsync(nodes[1], "steady");
+        var going = await ConnectAsync(nodes[2], "going");
+        await using var s = await steady.Rpc.ProvideAsync<string, string>("svc", (x, ct) => Task.FromResult("steady"));
+        var hold = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var g = await going.Rpc.ProvideAsync<string, string>("slow", (x, ct) => { held.TrySetResult(); return hold.Task; });
+        var accepted = caller.Rpc.MakeAsync<string, string>("slow", "x");
+        await held.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        // The caller's node knows the call is accepted (the provider's ACCEPT has travelled back).
+        await ClientEventsTests.WaitUntilAsync(() => nodes[0].Engine.Rpc.AcceptedCount == 1);
+        await nodes[2].DisposeAsync();
+        // The accepted call fails at once (not after the response timeout), and the name has no provider any more.
+        var lost = await Assert.ThrowsAsync<RpcException>(() => accepted.WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.Equal(RpcErrorCode.ProviderError, lost.Code);
+        var gone = await Assert.ThrowsAsync<RpcException>(() => caller.Rpc.MakeAsync<string, string>("slow", "y"));
+        Assert.Equal(RpcErrorCode.NoProvider, gone.Code);
+        // The redundant provider elsewhere keeps answering.
+        Assert.Equal("steady", await caller.Rpc.MakeAsync<string, string>("svc", "z"));
+        hold.TrySetResult("late");
+    }
+
+    [Fact]
+    public async Task A_user_joins_and_leaves_once_cluster_wide_whichever_nodes_its_connections_are_on()
+    {
+        var nodes = await StartNodesAsync(3);
+        var watcher = await ConnectAsync(nodes[1], "watcher");
+        var changes = new List<PresenceChange>();
+        using var _ = watcher.Presence.Observe().Subscribe(c => { lock (changes) { changes.Add(c); } });
+        await watcher.Presence.CountAsync(); // the subscription is in place once a later query is answered
+        var first = await StateMeshClient.ConnectAsync(nodes[0].TcpAddress!.ToString(), new { username = "ana" });
+        await ClientEventsTests.WaitUntilAsync(() => { lock (changes) { return changes.Count >= 1; } });
+        var second = await StateMeshClient.ConnectAsync(nodes[2].TcpAddress!.ToString(), new { username = "ana" });
+        await EventuallyAsync(async () => (await watcher.Presence.QueryAllAsync()).Contains("ana"));
+        foreach (var node in nodes)
+        {
+            await using var asker = await StateMeshClient.ConnectAsync(node.TcpAddress!.ToString(), new { username = "asker-" + node.Options.NodeName });
+            Assert.True((await asker.Presence.QueryAsync(["ana"]))["ana"]);
+        }
+        await first.DisposeAsync();
+        // Still online on node 3: no leave.
+        await Task.Delay(300);
+        Assert.True((await watcher.Presence.QueryAsync(["ana"]))["ana"]);
+        await second.DisposeAsync();
+        await ClientEventsTests.WaitUntilAsync(() => { lock (changes) { return changes.Count(c => c.User == "ana") >= 2; } });
+        await Task.Delay(300);
+        lock (changes)
+        {
+            Assert.Equal([new PresenceChange("ana", true), new PresenceChange("ana", false)], changes.Where(c => c.User == "ana"));
+        }
+        Assert.False((await watcher.Presence.QueryAsync(["ana"]))["ana"]);
+    }
+
+    [Fact]
+    public async Task A_node_that_joins_sees_who_is_online_and_a_node_that_stops_takes_its_users_with_it()
+    {
+        var nodes = await StartNodesAsync(2);
+        await using var bob = await StateMeshClient.ConnectAsync(nodes[0].TcpAddress!.ToString(), new { username = "bob" });
+        var late = await StartNodeAsync();
+        var asker = await ConnectAsync(late, "asker");
+        await EventuallyAsync(async () => (await asker.Presence.QueryAllAsync()).Contains("bob"));
+        var changes = new List<PresenceChange>();
+        using var _ = asker.Presence.Observe().Subscribe(c => { lock (changes) { changes.Add(c); } });
+        await asker.Presence.CountAsync();
+        await nodes[0].DisposeAsync();
+        await ClientEventsTests.WaitUntilAsync(() => { lock (changes) { return changes.Contains(new PresenceChange("bob", false)); } });
+        Assert.DoesNotContain("bob", await asker.Presence.QueryAllAsync());
+    }
 }
 
 /// <summary>The cluster specification with the nodes of one process on one in-process hub.</summary>
@@ -210,5 +361,6 @@ public sealed class InProcessClusterNodesTests : ClusterNodesSpecification
     private readonly InProcessClusterHub _hub = new();
     private readonly MemoryRecordStore _store = new();
 
-    protected override (IClusterBus Bus, IRecordStore Store) CreateMember() => (new InProcessClusterBus(_hub), _store);
+    protected override (IClusterBus Bus, IRecordStore Store, IClusterRegistry Registry) CreateMember() =>
+        (new InProcessClusterBus(_hub), _store, new InProcessClusterRegistry(_hub));
 }

@@ -125,6 +125,48 @@ public class HardeningTests
     }
 
     [Fact]
+    public async Task One_write_may_grow_arrays_by_at_most_a_thousand_elements()
+    {
+        await using var node = await TestNode.StartAsync();
+        await using var client = await RawClient.LoginAsync(node);
+        await client.SendAsync(Rec(RecordAction.CreateAndUpdate, "grow/2", -1, "{\"a\":[]}", "w", writeAck: true));
+        Assert.Equal((int)RecordAction.WriteAcknowledgement, (await client.ReceiveAsync()).Action);
+        // 1,001 new elements: refused before anything grows; 1,000: written.
+        await client.SendAsync(Rec(RecordAction.Patch, "grow/2", 2, "1", path: "a[1000]"));
+        var refused = await client.ReceiveAsync();
+        Assert.Equal((int)RecordAction.InvalidMessageData, refused.Action);
+        Assert.Contains("at most 1000", Text(refused), StringComparison.Ordinal);
+        await client.SendAsync(Rec(RecordAction.Patch, "grow/2", 2, "1", path: "a[999]", cid: "ok", writeAck: true));
+        Assert.Equal((int)RecordAction.WriteAcknowledgement, (await client.ReceiveAsync()).Action);
+        await client.SendAsync(Rec(RecordAction.Read, "grow/2"));
+        var read = await client.ReceiveAsync();
+        Assert.Equal(2, read.Version);
+        Assert.Equal(1000, System.Text.Json.Nodes.JsonNode.Parse(Text(read))!["a"]!.AsArray().Count);
+    }
+
+    [Theory]
+    [InlineData("{\"k\":1,\"k\":2}")]          // a name given twice
+    [InlineData("{\"\\ud800\":1}")]           // a name that is an unpaired surrogate
+    public async Task A_patch_on_a_stored_record_json_nodes_cannot_take_gets_a_clear_error_and_changes_nothing(string stored)
+    {
+        await using var node = await TestNode.StartAsync();
+        await using var client = await RawClient.LoginAsync(node);
+        await using var other = await RawClient.LoginAsync(node);
+        await client.SendAsync(Rec(RecordAction.CreateAndUpdate, "odd/1", -1, stored, "w", writeAck: true));
+        Assert.Equal((int)RecordAction.WriteAcknowledgement, (await client.ReceiveAsync()).Action);
+        await client.SendAsync(Rec(RecordAction.Patch, "odd/1", 2, "3", path: "k.x"));
+        var error = await client.ReceiveAsync();
+        Assert.Equal((int)RecordAction.InvalidMessageData, error.Action);
+        Assert.Contains("the stored record cannot be patched", Text(error), StringComparison.Ordinal);
+        // The connection and the node go on; the record is as it was, and a whole update still works.
+        await client.SendAsync(Rec(RecordAction.Update, "odd/1", 2, "{\"k\":3}", "u", writeAck: true));
+        Assert.Equal((int)RecordAction.WriteAcknowledgement, (await client.ReceiveAsync()).Action);
+        await other.SendAsync(Rec(RecordAction.Read, "odd/1"));
+        var read = await other.ReceiveAsync();
+        Assert.Equal((2, "{\"k\":3}"), (read.Version, Text(read)));
+    }
+
+    [Fact]
     public void Array_growth_of_a_path_is_counted_before_anything_grows()
     {
         var root = System.Text.Json.Nodes.JsonNode.Parse("{\"a\":[1,2]}")!;

@@ -44,7 +44,7 @@ public class PackageTests
     }
 
     /// <summary>Every package under src/ (the runnable server is not a package).</summary>
-    private static readonly string[] Packages = ["StateMesh", "StateMesh.Sqlite", "StateMesh.Postgres", "StateMesh.Deepstream", "StateMesh.AspNetCore"];
+    private static readonly string[] Packages = ["StateMesh", "StateMesh.Sqlite", "StateMesh.Postgres", "StateMesh.Redis", "StateMesh.Deepstream", "StateMesh.AspNetCore"];
 
     /// <summary>Projects under src/ that ship inside another package rather than as one of their own.</summary>
     private static readonly string[] Bundled = ["StateMesh.Generators"];

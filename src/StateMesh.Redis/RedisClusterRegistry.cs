@@ -1,0 +1,242 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using StackExchange.Redis;
+using StateMesh.Cluster;
+
+namespace StateMesh.Redis;
+
+/// <summary>
+/// Membership and named sets in Redis. Each node keeps its score in the sorted set <c>nodes</c> fresh (a heartbeat
+/// every <see cref="RedisClusterOptions.HeartbeatInterval"/>); a node whose score is older than
+/// <see cref="RedisClusterOptions.NodeTimeout"/> is dead. A node that stops leaves at once: it removes itself and its
+/// sets and says so on the <c>members</c> channel. A named set is a Redis set of node names (<c>s:&lt;set&gt;</c>);
+/// reading it keeps only live nodes, so a dead node's entries never route anything.
+/// </summary>
+public sealed class RedisClusterRegistry : IClusterRegistry
+{
+    private readonly RedisClusterBus _bus;
+    private readonly RedisClusterOptions _options;
+    private readonly ILogger _logger;
+    private readonly Dictionary<string, int> _mine = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stop = new();
+    private volatile HashSet<string> _live = new(StringComparer.Ordinal);
+    private IClusterMembershipListener? _listener;
+    private string _nodeName = "";
+    private Task _heartbeat = Task.CompletedTask;
+    private ChannelMessageQueue? _members;
+    private bool _stopped;
+
+    /// <summary>A registry over the bus's connection (it connects when the node starts).</summary>
+    public RedisClusterRegistry(RedisClusterBus bus, RedisClusterOptions options, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(bus);
+        ArgumentNullException.ThrowIfNull(options);
+        _bus = bus;
+        _options = options;
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Redis");
+    }
+
+    /// <inheritdoc />
+    public TimeSpan FailureDetectionTime => _options.NodeTimeout + _options.HeartbeatInterval;
+
+    private IDatabase Database => _bus.Redis.GetDatabase();
+
+    private RedisKey NodesKey => _options.Prefix + "nodes";
+
+    private RedisKey SetKey(string set) => _options.Prefix + "s:" + set;
+
+    private RedisChannel MembersChannel => RedisChannel.Literal(_options.Prefix + "members");
+
+    private static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    /// <summary>The live nodes as last seen (this one included).</summary>
+    internal IReadOnlyCollection<string> LiveNodes => _live;
+
+    /// <inheritdoc />
+    public async Task StartAsync(string nodeName, IClusterMembershipListener listener, CancellationToken cancellationToken)
+    {
+        _nodeName = nodeName;
+        _listener = listener;
+        _members = await _bus.Redis.GetSubscriber().SubscribeAsync(MembersChannel).WaitAsync(cancellationToken).ConfigureAwait(false);
+        _members.OnMessage(m =>
+        {
+            var text = (string?)m.Message;
+            if (text is not null && text.StartsWith("left:", StringComparison.Ordinal) && text[5..] is var left && left != _nodeName)
+            {
+                Gone(left);
+            }
+        });
+        // Present before serving anyone, and knowing the others: no gap after a join.
+        await Database.SortedSetAddAsync(NodesKey, nodeName, Now).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await RefreshAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+        _heartbeat = Task.Run(HeartbeatAsync, CancellationToken.None);
+    }
+
+    private async Task HeartbeatAsync()
+    {
+        using var timer = new PeriodicTimer(_options.HeartbeatInterval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+            {
+                try
+                {
+                    await Database.SortedSetAddAsync(NodesKey, _nodeName, Now).ConfigureAwait(false);
+                    await RefreshAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is RedisException or TimeoutException)
+                {
+                    // Redis is away: the others cannot see this node either; both sides catch up when it is back.
+                    RedisLog.PublishFailed(_logger, "nodes", ex.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // stopping
+        }
+    }
+
+    private async Task RefreshAsync()
+    {
+        var now = Now;
+        var alive = await Database.SortedSetRangeByScoreAsync(NodesKey, now - _options.NodeTimeout.TotalMilliseconds, double.PositiveInfinity).ConfigureAwait(false);
+        var live = new HashSet<string>(alive.Select(v => (string)v!), StringComparer.Ordinal) { _nodeName };
+        var before = _live;
+        _live = live;
+        foreach (var node in before)
+        {
+            if (!live.Contains(node))
+            {
+                _listener?.OnNodeLeft(node);
+            }
+        }
+        // Entries of nodes long dead go; a node that comes back adds itself again.
+        _ = Database.SortedSetRemoveRangeByScoreAsync(NodesKey, double.NegativeInfinity, now - TimeSpan.FromMinutes(1).TotalMilliseconds, flags: CommandFlags.FireAndForget);
+    }
+
+    private void Gone(string node)
+    {
+        var before = _live;
+        if (!before.Contains(node))
+        {
+            return;
+        }
+        _live = new HashSet<string>(before.Where(n => n != node), StringComparer.Ordinal);
+        _listener?.OnNodeLeft(node);
+    }
+
+    /// <inheritdoc />
+    public Task AddAsync(string set)
+    {
+        lock (_mine)
+        {
+            if (_stopped)
+            {
+                return Task.CompletedTask;
+            }
+            var count = _mine.GetValueOrDefault(set) + 1;
+            _mine[set] = count;
+            return count == 1 ? Database.SetAddAsync(SetKey(set), _nodeName) : Task.CompletedTask;
+        }
+    }
+
+    /// <inheritdoc />
+    public void Remove(string set)
+    {
+        lock (_mine)
+        {
+            if (!_mine.TryGetValue(set, out var count))
+            {
+                return;
+            }
+            if (count > 1)
+            {
+                _mine[set] = count - 1;
+                return;
+            }
+            _mine.Remove(set);
+            _ = Database.SetRemoveAsync(SetKey(set), _nodeName, CommandFlags.FireAndForget);
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, CancellationToken cancellationToken)
+    {
+        var members = await Database.SetMembersAsync(SetKey(set)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        var live = _live;
+        var others = new List<string>(members.Length);
+        List<string>? unknown = null;
+        foreach (var member in members)
+        {
+            var name = (string)member!;
+            if (name == _nodeName)
+            {
+                continue;
+            }
+            if (live.Contains(name))
+            {
+                others.Add(name);
+            }
+            else
+            {
+                (unknown ??= []).Add(name);
+            }
+        }
+        if (unknown is not null)
+        {
+            // Joined since the last heartbeat here, or dead: ask Redis.
+            var scores = await Database.SortedSetScoresAsync(NodesKey, [.. unknown.Select(n => (RedisValue)n)]).WaitAsync(cancellationToken).ConfigureAwait(false);
+            var since = Now - _options.NodeTimeout.TotalMilliseconds;
+            for (var i = 0; i < unknown.Count; i++)
+            {
+                if (scores[i] is { } score && score >= since)
+                {
+                    others.Add(unknown[i]);
+                }
+            }
+        }
+        return others;
+    }
+
+    /// <inheritdoc />
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        string[] sets;
+        lock (_mine)
+        {
+            if (_stopped)
+            {
+                return;
+            }
+            _stopped = true;
+            sets = [.. _mine.Keys];
+            _mine.Clear();
+        }
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _heartbeat.ConfigureAwait(false);
+        if (_nodeName.Length == 0)
+        {
+            return; // never started
+        }
+        try
+        {
+            var db = Database;
+            await Task.WhenAll(sets.Select(set => db.SetRemoveAsync(SetKey(set), _nodeName))).WaitAsync(cancellationToken).ConfigureAwait(false);
+            await db.SortedSetRemoveAsync(NodesKey, _nodeName).WaitAsync(cancellationToken).ConfigureAwait(false);
+            await _bus.Redis.GetSubscriber().PublishAsync(MembersChannel, "left:" + _nodeName).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (_members is not null)
+            {
+                await _members.UnsubscribeAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+        {
+            // Redis is away: the others see this node's heartbeat stop instead.
+            RedisLog.PublishFailed(_logger, "members", ex.Message);
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync() => await StopAsync(CancellationToken.None).ConfigureAwait(false);
+}

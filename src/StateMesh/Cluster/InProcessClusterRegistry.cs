@@ -1,0 +1,92 @@
+namespace StateMesh.Cluster;
+
+/// <summary>
+/// The registry of the nodes of one process, over the same <see cref="InProcessClusterHub"/> as their buses. A node
+/// leaves when it stops; in one process no node dies without the others seeing it.
+/// </summary>
+public sealed class InProcessClusterRegistry : IClusterRegistry
+{
+    private readonly InProcessClusterHub _hub;
+    private readonly Dictionary<string, int> _mine = new(StringComparer.Ordinal);
+    private string _nodeName = "";
+    private bool _stopped;
+
+    /// <summary>Creates a registry on <paramref name="hub"/> (a new hub of its own when null: a cluster of one).</summary>
+    public InProcessClusterRegistry(InProcessClusterHub? hub = null) => _hub = hub ?? new InProcessClusterHub();
+
+    /// <inheritdoc />
+    public TimeSpan FailureDetectionTime => TimeSpan.Zero;
+
+    /// <inheritdoc />
+    public Task StartAsync(string nodeName, IClusterMembershipListener listener, CancellationToken cancellationToken)
+    {
+        _nodeName = nodeName;
+        _hub.JoinRegistry(nodeName, listener);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task AddAsync(string set)
+    {
+        lock (_mine)
+        {
+            if (_stopped)
+            {
+                return Task.CompletedTask;
+            }
+            var count = _mine.GetValueOrDefault(set) + 1;
+            _mine[set] = count;
+            if (count == 1)
+            {
+                _hub.AddToSet(set, _nodeName);
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public void Remove(string set)
+    {
+        lock (_mine)
+        {
+            if (!_mine.TryGetValue(set, out var count))
+            {
+                return;
+            }
+            if (count > 1)
+            {
+                _mine[set] = count - 1;
+                return;
+            }
+            _mine.Remove(set);
+            _hub.RemoveFromSet(set, _nodeName);
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(_hub.NodesIn(set, except: _nodeName));
+
+    /// <inheritdoc />
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        lock (_mine)
+        {
+            if (_stopped)
+            {
+                return Task.CompletedTask;
+            }
+            _stopped = true;
+            foreach (var set in _mine.Keys)
+            {
+                _hub.RemoveFromSet(set, _nodeName);
+            }
+            _mine.Clear();
+        }
+        _hub.LeaveRegistry(_nodeName);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync() => await StopAsync(CancellationToken.None).ConfigureAwait(false);
+}

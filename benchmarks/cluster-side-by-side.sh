@@ -179,6 +179,8 @@ fi
   echo "  and \`cache: {name: 'redis'}\` (@deepstream/cache-redis 2.0.9) on one redis-server, no storage; reached at \`/deepstream\`."
   echo "  **StateMesh** is three StateMesh.Server nodes in one cluster as \`benchmarks/cluster.sh\` starts them: StateMesh:Cluster:Redis on the same"
   echo "  kind of redis-server, records in PostgreSQL 15; reached over the native TCP protocol and over \`/deepstream\`."
+  echo "  So the records rows compare unlike work: deepstream keeps records in the Redis cache alone, while a StateMesh write runs a"
+  echo "  compare-and-set in Redis and is made durable in PostgreSQL before any node shows it."
   echo "- Each run starts a fresh Redis (and, for StateMesh, a fresh PostgreSQL) and three fresh nodes. The publisher, the writer and the callers"
   echo "  connect to node 1; the subscribers and the providers round robin to nodes 2 and 3, so every delivery crosses nodes. Before the warm-up"
   echo "  (${WARMUP} s) the tool waits until every subscriber has heard node 1 (every provider has answered), then measures ${DURATION} s, closed loop."
@@ -186,7 +188,8 @@ fi
   echo "  backends) over the measured window, from /proc/<pid>/stat, divided by the messages delivered in it; the next column splits it."
   echo "  The load tool's own CPU is not in it."
   echo "- *Redis cmds/msg sent* is the growth of \`total_commands_processed\` (INFO) over the window divided by the messages sent (events emitted,"
-  echo "  patches written, calls made), the tool's own INFO left out; the next column names the most frequent commands (INFO commandstats)."
+  echo "  patches written, calls made), the tool's own INFO left out; the next column names the most frequent commands (INFO commandstats, those under 0.005"
+  echo "  per message left out)."
   echo "- Latency is from a send timestamp in each payload to its arrival, sampled on one subscriber in ten (every call for RPC); closed-loop"
   echo "  latency includes queueing."
   if [[ -n "$STATEMESH_RPC_NOTE" ]]; then

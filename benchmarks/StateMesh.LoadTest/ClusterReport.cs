@@ -79,7 +79,8 @@ internal static class ClusterReport
         double? PerMessage(double? seconds) => seconds is { } s ? s * 1e6 / r.Delivered : null;
         var parts = $"{F(PerMessage(r.NodeCpuSeconds))} · {F(PerMessage(r.RedisCpuSeconds))} · {(r.PostgresCpuSeconds is null ? "–" : F(PerMessage(r.PostgresCpuSeconds)))}";
         var commands = r.RedisCommandsByName is { } byName && r.Published > 0
-            ? string.Join(", ", byName.Take(4).Select(c => $"{c.Key} {((double)c.Value / r.Published).ToString("F2", CultureInfo.InvariantCulture)}"))
+            ? string.Join(", ", byName.Select(c => (c.Key, PerMessage: (double)c.Value / r.Published)).Where(c => c.PerMessage >= 0.005).Take(4)
+                .Select(c => $"{c.Key} {c.PerMessage.ToString("F2", CultureInfo.InvariantCulture)}"))
             : "";
         return string.Create(CultureInfo.InvariantCulture,
             $"| {r.Label} | {r.Scenario} | {r.Shape} | {r.DeliveredPerSecond:N0} | {F(r.LatencyP50Ms)} | {F(r.LatencyP99Ms)} | {F(r.AllCpuMicrosPerMessage)} | {parts} | {F(r.RedisCommandsPerMessage)} | {commands} | {r.Errors} |");

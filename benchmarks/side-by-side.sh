@@ -133,6 +133,8 @@ fi
 # The report names the chart by file name; docs/benchmarks.md finds it in docs/benchmarks/.
 sed -i 's#](chart.png)#](benchmarks/chart.png)#' "$WORK/report.md"
 
+# The Cluster section (benchmarks/cluster-side-by-side.sh) is another run's: kept as it is.
+CLUSTER_SECTION=$(sed -n '/^<!-- cluster:begin/,/^<!-- cluster:end -->/p' "$ROOT/docs/benchmarks.md" 2>/dev/null || true)
 {
   echo "# StateMesh against deepstream, side by side"
   echo
@@ -173,6 +175,10 @@ sed -i 's#](chart.png)#](benchmarks/chart.png)#' "$WORK/report.md"
   cat "$WORK/commands.md"
   echo
   echo "The servers: \`node tests/deepstream-server/start.cjs $DS_PORT open\`; \`dotnet src/StateMesh.Server/bin/Release/net10.0/StateMesh.Server.dll --StateMesh:Http:Port=$SM_HTTP --StateMesh:Tcp:Port=$SM_TCP --StateMesh:DataDirectory=<fresh directory> --Logging:LogLevel:Default=Warning\`; \`StateMesh.LoadTest relay --port $RELAY_PORT\`."
+  if [[ -n "$CLUSTER_SECTION" ]]; then
+    echo
+    echo "$CLUSTER_SECTION"
+  fi
 } >"$ROOT/docs/benchmarks.md"
 
 # README's table is the comparison table of docs/benchmarks.md.

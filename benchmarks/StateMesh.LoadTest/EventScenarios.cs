@@ -18,7 +18,12 @@ internal static class EventScenarios
         public readonly List<LoadConnection> Publishers = [];
         public long Published;
 
-        public long Delivered()
+        /// <summary>Deliveries of the probes that showed the group connected, left out of the count.</summary>
+        public long Settled;
+
+        public long Delivered() => All() - Settled;
+
+        public long All()
         {
             long sum = 0;
             foreach (var s in Subscribers)
@@ -30,10 +35,10 @@ internal static class EventScenarios
     }
 
     public static Task<LoadResult> FanoutAsync(LoadOptions o) =>
-        RunAsync(o, groups: 1, o.Publishers, o.Subscribers, $"{o.Publishers}→{o.Subscribers}");
+        RunAsync(o, groups: 1, o.Publishers, o.Subscribers, $"{o.Publishers}→{o.Subscribers}" + o.Placement(o.Publishers == 1 ? "publisher" : "publishers", "subscribers"));
 
     public static Task<LoadResult> PairsAsync(LoadOptions o) =>
-        RunAsync(o, groups: o.Pairs, 1, 1, $"{o.Pairs} pairs");
+        RunAsync(o, groups: o.Pairs, 1, 1, $"{o.Pairs} pairs" + o.Placement("publishers", "subscribers"));
 
     private static async Task<LoadResult> RunAsync(LoadOptions o, int groups, int publishersPerGroup, int subscribersPerGroup, string shape)
     {
@@ -47,7 +52,7 @@ internal static class EventScenarios
             var group = new Group($"loadtest/{run}/{g}");
             for (var i = 0; i < subscribersPerGroup; i++)
             {
-                var s = await LoadConnection.OpenAsync(o.Target, $"sub{g}-{i}");
+                var s = await LoadConnection.OpenAsync(o.ReceiverTarget(g * subscribersPerGroup + i), $"sub{g}-{i}");
                 // One subscriber in ten decodes and records latency; the rest count frames.
                 if ((g * subscribersPerGroup + i) % 10 == 0)
                 {
@@ -70,6 +75,19 @@ internal static class EventScenarios
         }
 
         var padding = new string('x', Math.Max(0, o.Payload - 24));
+        byte[] Payload() => Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"[{Stopwatch.GetTimestamp()},\"{padding}\"]"));
+        // A subscription acknowledged by one node may take a moment to be known to the others: until every subscriber
+        // has heard the publisher, what it sends could be lost and would shrink the closed loop's window for good.
+        foreach (var group in all)
+        {
+            if (!await Settle.UntilAsync(() => group.Publishers[0].Emit(group.Name, Payload()), () => group.Subscribers.All(s => Volatile.Read(ref s.Delivered) > 0)))
+            {
+                await Task.WhenAll(connections.Select(c => c.DisposeAsync().AsTask()));
+                return LoadResult.Failed(o, o.Scenario, shape, connections.Count,
+                    $"subscribers of {group.Name} heard nothing from its publisher within {Settle.Timeout.TotalSeconds:F0} s");
+            }
+            group.Settled = group.All();
+        }
         using var stop = new CancellationTokenSource();
         var publishers = all.SelectMany(g => g.Publishers.Select(p => (Group: g, Publisher: p))).ToArray();
         var ratePerPublisher = o.Rate / publishers.Length;
@@ -97,7 +115,7 @@ internal static class EventScenarios
                 }
                 for (var k = 0; k < n; k++)
                 {
-                    publisher.Emit(group.Name, Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"[{Stopwatch.GetTimestamp()},\"{padding}\"]")));
+                    publisher.Emit(group.Name, Payload());
                 }
                 sent += n;
                 Interlocked.Add(ref group.Published, n);
@@ -116,33 +134,55 @@ internal static class EventScenarios
     }
 }
 
-/// <summary>Warm up, then count published and delivered messages and CPU over the measured window.</summary>
-internal sealed record Measurement(double Elapsed, long Published, long Delivered, double? NodeCpu, double ToolCpu, long? Rss)
+/// <summary>Waits until the clients of a run reach each other: sends a probe every 20 ms until the check holds.</summary>
+internal static class Settle
+{
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
+
+    public static async Task<bool> UntilAsync(Action probe, Func<bool> reached)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < Timeout)
+        {
+            probe();
+            await Task.Delay(20);
+            if (reached())
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+}
+
+/// <summary>Warm up, then count published and delivered messages, CPU and Redis commands over the measured window.</summary>
+internal sealed record Measurement(long Published, long Delivered, ClusterProbe.Usage Usage)
 {
     public static async Task<Measurement> RunAsync(LoadOptions o, Func<long> published, Func<long> delivered, Action<bool> sampling)
     {
+        var probe = await ClusterProbe.ForAsync(o);
         await Task.Delay(TimeSpan.FromSeconds(o.Warmup));
         sampling(true);
-        var p0 = published();
-        var d0 = delivered();
-        var window = new Window(NodeProbe.For(o.NodePid));
+        var start = await probe.TakeAsync(published, delivered);
         await Task.Delay(TimeSpan.FromSeconds(o.Seconds));
-        var d1 = delivered();
-        var p1 = published();
-        var (elapsed, nodeCpu, toolCpu, rss) = window.End();
+        var end = await probe.TakeAsync(published, delivered);
         sampling(false);
-        return new Measurement(elapsed, p1 - p0, d1 - d0, nodeCpu, toolCpu, rss);
+        var usage = end.Since(start);
+        return new Measurement(usage.Published, usage.Delivered, usage);
     }
 
-    public LoadResult ToResult(LoadOptions o, string scenario, string shape, IEnumerable<LatencyRecorder> latencies, int errors, int connections)
+    public LoadResult ToResult(LoadOptions o, string scenario, string shape, IEnumerable<LatencyRecorder> latencies, int errors, int connections, string? firstError = null)
     {
         var (p50, p99, max, samples) = LatencyRecorder.Percentiles(latencies);
+        var u = Usage;
         return new LoadResult
         {
-            Label = o.Label, Target = o.Target.ToString(), Scenario = scenario, Shape = shape, OfferedPerSecond = o.Rate,
-            PayloadBytes = o.Payload, Connections = connections, Seconds = Elapsed, Published = Published, Delivered = Delivered,
+            Label = o.Label, Target = string.Join(",", o.Targets), Scenario = scenario, Shape = shape, OfferedPerSecond = o.Rate,
+            PayloadBytes = o.Payload, Connections = connections, Seconds = u.Elapsed, Published = Published, Delivered = Delivered,
             LatencyP50Ms = p50, LatencyP99Ms = p99, LatencyMaxMs = max, LatencySamples = samples, Errors = errors,
-            NodeCpuSeconds = NodeCpu, ToolCpuSeconds = ToolCpu, NodeRssBytes = Rss,
+            NodeCpuSeconds = u.NodeCpu, ToolCpuSeconds = u.ToolCpu, NodeRssBytes = u.Rss,
+            Nodes = o.Targets.Count, NodeCpuSecondsEach = u.NodeCpuEach, RedisCpuSeconds = u.RedisCpu, PostgresCpuSeconds = u.PostgresCpu,
+            RedisCommands = u.RedisCommands, RedisCommandsByName = u.RedisCommandsByName, FirstError = firstError,
         };
     }
 }

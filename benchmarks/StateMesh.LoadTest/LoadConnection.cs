@@ -36,6 +36,14 @@ internal sealed class LoadConnection : IAsyncDisposable
     /// <summary>Which messages count as deliveries (default: events).</summary>
     public (Topic Topic, int Action) Counted { get; set; } = (Topic.Event, (int)EventAction.Emit);
 
+    /// <summary>
+    /// Another action of the same topic that counts as a delivery too: a record's change can arrive as a PATCH or, from
+    /// another node of a StateMesh cluster, as an UPDATE with the whole record.
+    /// </summary>
+    public int? CountedToo { get; set; }
+
+    private bool IsCounted(int topic, int action) => topic == (int)Counted.Topic && (action == Counted.Action || action == CountedToo);
+
     /// <summary>Latency samples of this connection (taken while <see cref="Sampling"/> is set).</summary>
     public LatencyRecorder? Latencies { get; set; }
 
@@ -179,7 +187,7 @@ internal sealed class LoadConnection : IAsyncDisposable
                         continue;
                     }
                     if (deepstream && !Sampling && OnDelivery is null && TryPeekDeepstream(frame, out var topic, out var action)
-                        && topic == (int)Counted.Topic && action == Counted.Action)
+                        && IsCounted(topic, action))
                     {
                         Delivered++;
                         continue;
@@ -222,7 +230,7 @@ internal sealed class LoadConnection : IAsyncDisposable
 
     private void OnMessage(Message m)
     {
-        if (m.Topic == Counted.Topic && m.Action == Counted.Action)
+        if (IsCounted((int)m.Topic, m.Action))
         {
             Delivered++;
             if (Sampling && m.Data is { } data)
@@ -254,12 +262,19 @@ internal sealed class LoadConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Payloads start with a send timestamp: <c>[ticks,…</c> for events, <c>ticks</c> for record patches.</summary>
+    /// <summary>
+    /// Payloads start with a send timestamp: <c>[ticks,…</c> for events, <c>ticks</c> for record patches, <c>{"t":ticks}</c>
+    /// for a record's whole state.
+    /// </summary>
     private void RecordLatency(ReadOnlySpan<byte> payload)
     {
         if (payload.Length > 0 && payload[0] == (byte)'[')
         {
             payload = payload[1..];
+        }
+        else if (payload.StartsWith("{\"t\":"u8))
+        {
+            payload = payload[5..];
         }
         if (Utf8Parser.TryParse(payload, out long sent, out _))
         {

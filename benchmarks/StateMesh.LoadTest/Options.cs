@@ -9,7 +9,22 @@ internal sealed record LoadOptions
     public static readonly string[] Scenarios = ["fanout", "pairs", "records", "rpc", "idle", "durable", "attack"];
 
     public required string Scenario { get; init; }
-    public Endpoint Target { get; init; } = Endpoint.Parse("tcp://127.0.0.1:6021");
+    /// <summary>Where the tool connects: one node, or the nodes of one cluster (<c>--target a,b,c</c>).</summary>
+    public IReadOnlyList<Endpoint> Targets { get; init; } = [Endpoint.Parse("tcp://127.0.0.1:6021")];
+
+    /// <summary>The first node: every client of a single-node run, and the senders (publishers, writers, callers) of a cluster run.</summary>
+    public Endpoint Target => Targets[0];
+
+    /// <summary>
+    /// Where receiver <paramref name="index"/> (subscriber, provider) connects: the first node when there is one, else
+    /// round robin over the others, so that every delivery crosses from node 1 to another node.
+    /// </summary>
+    public Endpoint ReceiverTarget(int index) => Targets.Count == 1 ? Targets[0] : Targets[1 + index % (Targets.Count - 1)];
+
+    /// <summary>Appended to a scenario's shape in a cluster run: where the senders and the receivers are.</summary>
+    public string Placement(string senders, string receivers) => Targets.Count == 1 ? ""
+        : Targets.Count == 2 ? $", {senders} on node 1, {receivers} on node 2"
+        : $", {senders} on node 1, {receivers} on nodes 2–{Targets.Count}";
     public string Label { get; init; } = "StateMesh";
     public int Publishers { get; init; } = 1;
     public int Subscribers { get; init; } = 100;
@@ -38,7 +53,20 @@ internal sealed record LoadOptions
     /// <summary>Offered load in messages per second over all publishers (open loop); 0 runs closed loop, as fast as the window allows.</summary>
     public double Rate { get; init; }
 
-    public int? NodePid { get; init; }
+    /// <summary>The processes of the node (or of every node of a cluster) whose CPU is measured (<c>--node-pid 1,2,3</c>).</summary>
+    public IReadOnlyList<int> NodePids { get; init; } = [];
+
+    /// <summary>The first node's process: memory (idle) and the attack phases are measured on it alone.</summary>
+    public int? NodePid => NodePids.Count > 0 ? NodePids[0] : null;
+
+    /// <summary>Redis (host:port on loopback) whose command counters are read before and after the measured window.</summary>
+    public System.Net.IPEndPoint? Redis { get; init; }
+
+    /// <summary>The redis-server process whose CPU counts with the nodes'; by default the process_id Redis reports.</summary>
+    public int? RedisPid { get; init; }
+
+    /// <summary>The PostgreSQL postmaster: its CPU and that of all its children (the backends) count with the nodes'.</summary>
+    public int? PostgresPid { get; init; }
     public string? JsonPath { get; init; }
 
     public static LoadOptions Parse(string[] args)
@@ -58,7 +86,7 @@ internal sealed record LoadOptions
             int Int(int min, int max) => Math.Clamp(int.Parse(v, CultureInfo.InvariantCulture), min, max);
             o = args[i] switch
             {
-                "--target" or "--address" => o with { Target = Endpoint.Parse(v) },
+                "--target" or "--targets" or "--address" => o with { Targets = [.. v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Endpoint.Parse)] },
                 "--label" => o with { Label = v },
                 "--publishers" => o with { Publishers = Int(1, 1000) },
                 "--subscribers" => o with { Subscribers = Int(1, 10_000) },
@@ -75,12 +103,32 @@ internal sealed record LoadOptions
                 "--attack-patterns" => o with { AttackPatterns = Int(1, 10_000) },
                 "--attack-names" => o with { AttackNames = Int(1, 100_000) },
                 "--rate" => o with { Rate = Math.Max(0, double.Parse(v, CultureInfo.InvariantCulture)) },
-                "--node-pid" => o with { NodePid = int.Parse(v, CultureInfo.InvariantCulture) },
+                "--node-pid" or "--node-pids" => o with { NodePids = [.. v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p => int.Parse(p, CultureInfo.InvariantCulture))] },
+                "--redis" => o with { Redis = LoopbackEndPoint(v) },
+                "--redis-pid" => o with { RedisPid = int.Parse(v, CultureInfo.InvariantCulture) },
+                "--postgres-pid" => o with { PostgresPid = int.Parse(v, CultureInfo.InvariantCulture) },
                 "--json" => o with { JsonPath = v },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
         }
+        if (o.Targets.Count == 0)
+        {
+            throw new ArgumentException("--target names no endpoint");
+        }
+        if (o.Targets.Count > 1 && o.Scenario is not ("fanout" or "pairs" or "records" or "rpc"))
+        {
+            throw new ArgumentException($"{o.Scenario} runs against one node; several targets are for fanout, pairs, records and rpc");
+        }
         return o;
+    }
+
+    private static System.Net.IPEndPoint LoopbackEndPoint(string text)
+    {
+        if (!System.Net.IPEndPoint.TryParse(text, out var endPoint) || endPoint.Port == 0 || !System.Net.IPAddress.IsLoopback(endPoint.Address))
+        {
+            throw new ArgumentException($"--redis {text}: give a loopback IP address and port, such as 127.0.0.1:6050");
+        }
+        return endPoint;
     }
 }
 
@@ -113,6 +161,35 @@ internal sealed record LoadResult
 
     public double? NodeCpuMicrosPerMessage => NodeCpuSeconds is { } s && Delivered > 0 ? s * 1e6 / Delivered : null;
 
+    /// <summary>Cluster runs: how many nodes the clients were spread over (1 for a single node).</summary>
+    public int Nodes { get; init; } = 1;
+
+    /// <summary>Cluster runs: each node's CPU seconds (their sum is <see cref="NodeCpuSeconds"/>).</summary>
+    public double[]? NodeCpuSecondsEach { get; init; }
+
+    /// <summary>CPU seconds redis-server spent during the measured window.</summary>
+    public double? RedisCpuSeconds { get; init; }
+
+    /// <summary>CPU seconds PostgreSQL (the postmaster and its backends) spent during the measured window.</summary>
+    public double? PostgresCpuSeconds { get; init; }
+
+    /// <summary>CPU per delivered message over every process measured: the nodes, Redis and PostgreSQL (not the tool).</summary>
+    public double? AllCpuMicrosPerMessage => NodeCpuSeconds is { } s && Delivered > 0
+        ? (s + (RedisCpuSeconds ?? 0) + (PostgresCpuSeconds ?? 0)) * 1e6 / Delivered
+        : null;
+
+    /// <summary>Commands Redis executed during the measured window (the tool's own INFO left out).</summary>
+    public long? RedisCommands { get; init; }
+
+    /// <summary>The same, per command, most frequent first.</summary>
+    public Dictionary<string, long>? RedisCommandsByName { get; init; }
+
+    /// <summary>Redis commands per message sent (event emitted, patch written, call made): what one message costs the bus.</summary>
+    public double? RedisCommandsPerMessage => RedisCommands is { } c && Published > 0 ? (double)c / Published : null;
+
+    /// <summary>The first error a client was sent, if any (what kept a run from working).</summary>
+    public string? FirstError { get; init; }
+
     /// <summary>The node's resident memory at the end of the run.</summary>
     public long? NodeRssBytes { get; init; }
 
@@ -121,6 +198,17 @@ internal sealed record LoadResult
 
     /// <summary>Attack only: the ordinary clients without and with the attacker, phase by phase.</summary>
     public AttackReport? Attack { get; init; }
+
+    /// <summary>A run that could not start its load (the clients never reached each other): no figures, the reason.</summary>
+    public static LoadResult Failed(LoadOptions o, string scenario, string shape, int connections, string reason)
+    {
+        Console.Error.WriteLine($"{o.Label} {scenario}: {reason}");
+        return new LoadResult
+        {
+            Label = o.Label, Target = string.Join(",", o.Targets), Scenario = scenario, Shape = shape, OfferedPerSecond = o.Rate,
+            PayloadBytes = o.Payload, Connections = connections, Nodes = o.Targets.Count, Errors = 1, FirstError = reason,
+        };
+    }
 
     public string Machine { get; init; } = $"{Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}";
     public DateTime StartedUtc { get; init; } = DateTime.UtcNow;
@@ -155,9 +243,12 @@ internal sealed class NodeProbe(int pid)
     {
         var stat = File.ReadAllText($"/proc/{pid}/stat");
         // Fields after "(comm)": state is field 3, utime 14, stime 15.
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / TicksPerSecond;
+        return CpuSecondsOf(stat[(stat.LastIndexOf(')') + 2)..].Split(' '));
     }
+
+    /// <summary>utime + stime from the fields of /proc/&lt;pid&gt;/stat after "(comm) ".</summary>
+    internal static double CpuSecondsOf(string[] fields) =>
+        (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / TicksPerSecond;
 
     public long RssBytes()
     {

@@ -18,11 +18,16 @@ const string Usage = """
                --attack-patterns 40 (listen, per topic)  --attack-names 5000 (subscribe, per message)
                --window 1 (round trips in flight per pair)  or --rate R (round trips/s offered, open loop)
     options: --target tcp://127.0.0.1:6021 | ws://127.0.0.1:6020/deepstream | ws://127.0.0.1:6020/statemesh | relay://127.0.0.1:7000
+             --target A,B,C (fanout, pairs, records, rpc on a cluster): publishers, the writer and the callers on A;
+               subscribers and providers round robin over B, C, … (every delivery crosses from node A to another node)
+             --node-pid P1,P2,P3 (CPU of every node, summed)  --redis 127.0.0.1:PORT (Redis commands over the window;
+               its CPU too)  --redis-pid PID  --postgres-pid PID (the postmaster: its CPU and its backends')
              --label NAME  --seconds 10  --warmup 2  --payload 64  --window 1000 (in flight per subscriber, or per caller)
              --rate R (offered messages/s, open loop; default: closed loop)  --node-pid PID (CPU and memory from /proc)
              --json FILE
       relay    --port 7000 [--max-seconds 3600]: run the bare relay (read a frame, copy it to each receiver)
       report   --in DIR --markdown FILE --chart FILE.png: the side-by-side report from the JSON results in DIR
+      cluster-report --in DIR --markdown FILE: the cluster table from the JSON results in DIR
     """;
 
 try
@@ -35,6 +40,8 @@ try
             return await Relay.RunAsync(port, max);
         case "report":
             return await Report.RunAsync(args);
+        case "cluster-report":
+            return await ClusterReport.RunAsync(args);
     }
     var options = LoadOptions.Parse(args);
     if (FileDescriptors.RaiseToHardLimit() is { } files)
@@ -53,8 +60,16 @@ try
         "attack" => await AttackScenario.RunAsync(options),
         _ => await EventScenarios.FanoutAsync(options),
     };
-    Console.WriteLine(LoadResult.MarkdownHeader);
-    Console.WriteLine(result.ToMarkdownRow());
+    if (result.Nodes > 1 || options.Redis is not null)
+    {
+        Console.WriteLine(ClusterReport.MarkdownHeader);
+        Console.WriteLine(ClusterReport.Row(result));
+    }
+    else
+    {
+        Console.WriteLine(LoadResult.MarkdownHeader);
+        Console.WriteLine(result.ToMarkdownRow());
+    }
     if (result.Attack is { } attack)
     {
         Console.WriteLine();

@@ -15,8 +15,9 @@ internal static class RecordScenarios
         var subscribers = new List<LoadConnection>();
         for (var i = 0; i < o.Subscribers; i++)
         {
-            var s = await LoadConnection.OpenAsync(o.Target, "sub" + i);
+            var s = await LoadConnection.OpenAsync(o.ReceiverTarget(i), "sub" + i);
             s.Counted = (Topic.Record, (int)RecordAction.Patch);
+            s.CountedToo = (int)RecordAction.Update;
             if (i % 10 == 0)
             {
                 s.Latencies = new LatencyRecorder();
@@ -27,11 +28,33 @@ internal static class RecordScenarios
         }
         var writer = await LoadConnection.OpenAsync(o.Target, "writer");
         var errors = 0;
-        writer.OnOther = m => { if (m.IsError) { Interlocked.Increment(ref errors); } };
+        string? firstError = null;
+        writer.OnOther = m =>
+        {
+            if (m.IsError && Interlocked.Increment(ref errors) == 1)
+            {
+                firstError = m.ToString();
+            }
+        };
         var version = await writer.SubscribeRecordAsync(name);
+        var shape = $"1→{o.Subscribers}" + o.Placement("writer", "subscribers");
+        void Patch() => writer.Send(new Message
+        {
+            Topic = Topic.Record, Action = (int)RecordAction.Patch, Name = name, Version = ++version, Path = "t",
+            Data = Encoding.UTF8.GetBytes(Stopwatch.GetTimestamp().ToString(CultureInfo.InvariantCulture)),
+        });
+        // As with events: every subscriber hears the writer before the count starts (a subscription takes a moment to
+        // be known across a cluster).
+        if (!await Settle.UntilAsync(Patch, () => subscribers.All(s => Volatile.Read(ref s.Delivered) > 0)))
+        {
+            await Task.WhenAll(subscribers.Append(writer).Select(c => c.DisposeAsync().AsTask()));
+            return LoadResult.Failed(o, "records", shape, o.Subscribers + 1,
+                $"subscribers of {name} heard no patch from the writer within {Settle.Timeout.TotalSeconds:F0} s" + (firstError is null ? "" : "; the writer was sent " + firstError));
+        }
+        var settled = subscribers.Sum(s => Volatile.Read(ref s.Delivered));
         long published = 0;
         using var stop = new CancellationTokenSource();
-        long Delivered() => subscribers.Sum(s => Volatile.Read(ref s.Delivered));
+        long Delivered() => subscribers.Sum(s => Volatile.Read(ref s.Delivered)) - settled;
         var writing = Task.Run(async () =>
         {
             var clock = Stopwatch.StartNew();
@@ -47,8 +70,7 @@ internal static class RecordScenarios
                 }
                 for (var k = 0; k < n; k++)
                 {
-                    var data = Encoding.UTF8.GetBytes(Stopwatch.GetTimestamp().ToString(CultureInfo.InvariantCulture));
-                    writer.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.Patch, Name = name, Version = ++version, Path = "t", Data = data });
+                    Patch();
                 }
                 Interlocked.Add(ref published, n);
                 await Task.Yield();
@@ -60,7 +82,7 @@ internal static class RecordScenarios
         await writing;
         errors += subscribers.Count(s => s.Closed) + (writer.Closed ? 1 : 0);
         await Task.WhenAll(subscribers.Append(writer).Select(c => c.DisposeAsync().AsTask()));
-        return measured.ToResult(o, "records", $"1→{o.Subscribers}", recorders, errors, o.Subscribers + 1);
+        return measured.ToResult(o, "records", shape, recorders, errors, o.Subscribers + 1, firstError);
     }
 
     /// <summary>W writers, each on its own record, each waiting for the durable acknowledgement before the next write.</summary>

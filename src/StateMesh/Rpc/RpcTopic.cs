@@ -370,6 +370,13 @@ internal sealed class RpcTopic(NodeEngine node)
         {
             if (!call.Done && !call.Accepted && call.Attempt == attempt)
             {
+                if (call.RemoteNode is not null)
+                {
+                    // Another node that does not even accept may be dead and not yet noticed: the call moves on to
+                    // the next provider (that node stays tried), as when the node is seen gone.
+                    RouteToNextProvider(call);
+                    return;
+                }
                 Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.AcceptTimeout, IsError = true });
             }
         }

@@ -17,7 +17,7 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     private readonly RedisClusterBus _bus;
     private readonly RedisClusterOptions _options;
     private readonly ILogger _logger;
-    private readonly Dictionary<string, int> _mine = new(StringComparer.Ordinal);
+    private readonly CountedNames _mine = new();
     private readonly CancellationTokenSource _stop = new();
     private volatile HashSet<string> _live = new(StringComparer.Ordinal);
     private IClusterMembershipListener? _listener;
@@ -107,11 +107,7 @@ public sealed class RedisClusterRegistry : IClusterRegistry
 
     private async Task RegisterAgainAsync()
     {
-        string[] sets;
-        lock (_mine)
-        {
-            sets = [.. _mine.Keys];
-        }
+        var sets = _mine.Names;
         var db = Database;
         await Task.WhenAll(sets.Select(set => db.SetAddAsync(SetKey(set), _nodeName))).ConfigureAwait(false);
         RedisLog.RegisteredAgain(_logger, _nodeName, sets.Length);
@@ -156,15 +152,9 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     /// <inheritdoc />
     public Task AddAsync(string set)
     {
-        lock (_mine)
+        lock (_mine.Gate)
         {
-            if (_stopped)
-            {
-                return Task.CompletedTask;
-            }
-            var count = _mine.GetValueOrDefault(set) + 1;
-            _mine[set] = count;
-            if (count > 1)
+            if (_stopped || !_mine.Add(set))
             {
                 return Task.CompletedTask;
             }
@@ -178,19 +168,12 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     /// <inheritdoc />
     public void Remove(string set)
     {
-        lock (_mine)
+        lock (_mine.Gate)
         {
-            if (!_mine.TryGetValue(set, out var count))
+            if (_mine.Remove(set))
             {
-                return;
+                _ = Database.SetRemoveAsync(SetKey(set), _nodeName, CommandFlags.FireAndForget);
             }
-            if (count > 1)
-            {
-                _mine[set] = count - 1;
-                return;
-            }
-            _mine.Remove(set);
-            _ = Database.SetRemoveAsync(SetKey(set), _nodeName, CommandFlags.FireAndForget);
         }
     }
 
@@ -237,15 +220,14 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         string[] sets;
-        lock (_mine)
+        lock (_mine.Gate)
         {
             if (_stopped)
             {
                 return;
             }
             _stopped = true;
-            sets = [.. _mine.Keys];
-            _mine.Clear();
+            sets = _mine.Clear();
         }
         await _stop.CancelAsync().ConfigureAwait(false);
         await _heartbeat.ConfigureAwait(false);

@@ -7,7 +7,7 @@ namespace StateMesh.Cluster;
 public sealed class InProcessClusterRegistry : IClusterRegistry
 {
     private readonly InProcessClusterHub _hub;
-    private readonly Dictionary<string, int> _mine = new(StringComparer.Ordinal);
+    private readonly CountedNames _mine = new();
     private string _nodeName = "";
     private bool _stopped;
 
@@ -28,15 +28,9 @@ public sealed class InProcessClusterRegistry : IClusterRegistry
     /// <inheritdoc />
     public Task AddAsync(string set)
     {
-        lock (_mine)
+        lock (_mine.Gate)
         {
-            if (_stopped)
-            {
-                return Task.CompletedTask;
-            }
-            var count = _mine.GetValueOrDefault(set) + 1;
-            _mine[set] = count;
-            if (count == 1)
+            if (!_stopped && _mine.Add(set))
             {
                 _hub.AddToSet(set, _nodeName);
             }
@@ -47,19 +41,12 @@ public sealed class InProcessClusterRegistry : IClusterRegistry
     /// <inheritdoc />
     public void Remove(string set)
     {
-        lock (_mine)
+        lock (_mine.Gate)
         {
-            if (!_mine.TryGetValue(set, out var count))
+            if (_mine.Remove(set))
             {
-                return;
+                _hub.RemoveFromSet(set, _nodeName);
             }
-            if (count > 1)
-            {
-                _mine[set] = count - 1;
-                return;
-            }
-            _mine.Remove(set);
-            _hub.RemoveFromSet(set, _nodeName);
         }
     }
 
@@ -70,18 +57,17 @@ public sealed class InProcessClusterRegistry : IClusterRegistry
     /// <inheritdoc />
     public Task StopAsync(CancellationToken cancellationToken)
     {
-        lock (_mine)
+        lock (_mine.Gate)
         {
             if (_stopped)
             {
                 return Task.CompletedTask;
             }
             _stopped = true;
-            foreach (var set in _mine.Keys)
+            foreach (var set in _mine.Clear())
             {
                 _hub.RemoveFromSet(set, _nodeName);
             }
-            _mine.Clear();
         }
         _hub.LeaveRegistry(_nodeName);
         return Task.CompletedTask;

@@ -339,28 +339,40 @@ internal sealed class RpcTopic(NodeEngine node)
                 provider.SendError(message, (int)RpcAction.InvalidRpcCorrelationId, "this call is not yours to answer");
                 return;
             }
-            switch ((RpcAction)message.Action)
+            if (!Apply(call, message))
             {
-                case RpcAction.Accept:
-                    if (call.Accepted)
-                    {
-                        provider.SendError(message, (int)RpcAction.MultipleAccept, null);
-                        return;
-                    }
-                    call.Accepted = true;
-                    call.AcceptTimer?.Dispose();
-                    Reply(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Accept });
-                    return;
-                case RpcAction.Reject:
-                    RouteToNextProvider(call);
-                    return;
-                case RpcAction.Response:
-                    Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Response, Data = message.Data });
-                    return;
-                case RpcAction.RequestError:
-                    Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.RequestError, Data = message.Data, IsError = true });
-                    return;
+                provider.SendError(message, (int)RpcAction.MultipleAccept, null);
             }
+        }
+    }
+
+    /// <summary>
+    /// A provider's answer to its call, from this node or another: ACCEPT, REJECT (the next provider), RESPONSE, or an
+    /// error the caller hears as it was. Under the call's gate. False for a second ACCEPT.
+    /// </summary>
+    private bool Apply(PendingCall call, Message message)
+    {
+        switch ((RpcAction)message.Action)
+        {
+            case RpcAction.Accept:
+                if (call.Accepted)
+                {
+                    return false;
+                }
+                call.Accepted = true;
+                call.AcceptTimer?.Dispose();
+                Reply(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Accept });
+                return true;
+            case RpcAction.Reject:
+                RouteToNextProvider(call);
+                return true;
+            case RpcAction.Response:
+                Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Response, Data = message.Data });
+                return true;
+            default:
+                // REQUEST_ERROR, or a timeout or refusal on another node.
+                Finish(call, new Message { Topic = Topic.Rpc, Action = message.Action, Data = message.Data, IsError = true });
+                return true;
         }
     }
 
@@ -413,27 +425,7 @@ internal sealed class RpcTopic(NodeEngine node)
             {
                 return;
             }
-            switch ((RpcAction)message.Action)
-            {
-                case RpcAction.Accept:
-                    if (!call.Accepted)
-                    {
-                        call.Accepted = true;
-                        call.AcceptTimer?.Dispose();
-                        Reply(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Accept });
-                    }
-                    return;
-                case RpcAction.Reject:
-                    RouteToNextProvider(call);
-                    return;
-                case RpcAction.Response:
-                    Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.Response, Data = message.Data });
-                    return;
-                default:
-                    // RequestError, a timeout or a refusal on the other node: the caller hears it as it was.
-                    Finish(call, new Message { Topic = Topic.Rpc, Action = message.Action, Data = message.Data, IsError = true });
-                    return;
-            }
+            Apply(call, message); // a second ACCEPT was already answered on the other node
         }
     }
 

@@ -18,10 +18,22 @@ internal static class Repository
         return dir?.FullName ?? throw new InvalidOperationException("StateMesh.sln not found above the test binaries");
     }
 
-    /// <summary>Runs a program to its end (killed after <paramref name="timeout"/>) and returns its exit code and output.</summary>
-    public static async Task<(int Code, string Output)> RunAsync(string file, IEnumerable<string> args, string workingDirectory, TimeSpan timeout)
+    /// <summary>
+    /// Runs a program to its end (killed after <paramref name="timeout"/>) and returns its exit code and output. With
+    /// <paramref name="answer"/>, the program can ask the test to act: each line it writes on stdout is passed to
+    /// <paramref name="answer"/>, and what that returns (unless null) is written to the program's stdin as a line.
+    /// </summary>
+    public static async Task<(int Code, string Output)> RunAsync(
+        string file, IEnumerable<string> args, string workingDirectory, TimeSpan timeout, Func<string, Task<string?>>? answer = null)
     {
-        var start = new ProcessStartInfo(file) { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var start = new ProcessStartInfo(file)
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = answer is not null,
+            UseShellExecute = false,
+        };
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
@@ -37,7 +49,8 @@ internal static class Repository
         }
         using (process)
         {
-            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stdout = new System.Text.StringBuilder();
+            var reading = ReadLinesAsync(process, stdout, answer);
             var stderr = process.StandardError.ReadToEndAsync();
             try
             {
@@ -46,9 +59,38 @@ internal static class Repository
             catch (TimeoutException)
             {
                 process.Kill(entireProcessTree: true);
-                throw;
+                string sofar;
+                lock (stdout)
+                {
+                    sofar = stdout.ToString();
+                }
+                throw new TimeoutException($"{file} {string.Join(' ', args)} did not end within {timeout.TotalSeconds}s; its output so far:\n{sofar}");
             }
-            return (process.ExitCode, await stdout + await stderr);
+            await reading;
+            return (process.ExitCode, stdout + await stderr);
+        }
+    }
+
+    private static async Task ReadLinesAsync(Process process, System.Text.StringBuilder output, Func<string, Task<string?>>? answer)
+    {
+        while (await process.StandardOutput.ReadLineAsync() is { } line)
+        {
+            lock (output)
+            {
+                output.Append(line).Append('\n');
+            }
+            if (answer is not null && await answer(line) is { } reply)
+            {
+                try
+                {
+                    await process.StandardInput.WriteLineAsync(reply);
+                    await process.StandardInput.FlushAsync();
+                }
+                catch (IOException)
+                {
+                    // It ended meanwhile; its exit code and output say why.
+                }
+            }
         }
     }
 

@@ -11,10 +11,15 @@ internal sealed class ServerProcess : IAsyncDisposable
     private volatile bool _tcpListening;
     private volatile bool _httpListening;
 
-    private ServerProcess(Process process, int port)
+    private readonly bool _ignoringSigint;
+    private readonly string[] _args;
+
+    private ServerProcess(Process process, int port, bool ignoringSigint, string[] args)
     {
         _process = process;
         Port = port;
+        _ignoringSigint = ignoringSigint;
+        _args = args;
     }
 
     public int Port { get; }
@@ -22,7 +27,11 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// <summary>The HTTP port: WebSockets (/deepstream, /statemesh) and /health-check.</summary>
     public int HttpPort { get; init; }
 
-    public int Pid => _process.Id;
+    /// <summary>The process id, known still once the process has ended and been disposed.</summary>
+    public int Pid { get; private set; }
+
+    /// <summary>Whether the process has ended (stopped, killed, or failed).</summary>
+    public bool HasExited => _process.HasExited;
 
     public string Output
     {
@@ -51,9 +60,24 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// </summary>
     public static Task<ServerProcess> StartIgnoringSigintAsync(params string[] args) => StartAsync(ignoringSigint: true, args);
 
-    private static async Task<ServerProcess> StartAsync(bool ignoringSigint, string[] args)
+    private static Task<ServerProcess> StartAsync(bool ignoringSigint, string[] args) =>
+        StartAsync(ignoringSigint, args, Client.ClientEventsTests.FreePort(), Client.ClientEventsTests.FreePort());
+
+    /// <summary>
+    /// Starts the server again, as before and on the same ports (clients reconnect to the URL they had), once this
+    /// process has ended (<see cref="Signal"/> TERM or KILL, then <see cref="WaitForExitAsync"/>).
+    /// </summary>
+    public Task<ServerProcess> StartAgainAsync()
     {
-        var port = Client.ClientEventsTests.FreePort();
+        if (!_process.HasExited)
+        {
+            throw new InvalidOperationException($"the server (pid {Pid}) still runs: stop it before starting it again");
+        }
+        return StartAsync(_ignoringSigint, _args, Port, HttpPort);
+    }
+
+    private static async Task<ServerProcess> StartAsync(bool ignoringSigint, string[] args, int port, int httpPort)
+    {
         var start = new ProcessStartInfo(ignoringSigint ? "bash" : "dotnet")
         {
             RedirectStandardOutput = true,
@@ -68,18 +92,20 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
         start.ArgumentList.Add(ServerDll);
         start.ArgumentList.Add($"--StateMesh:Tcp:Port={port}");
-        var httpPort = Client.ClientEventsTests.FreePort();
         start.ArgumentList.Add($"--StateMesh:Http:Port={httpPort}");
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
         }
         start.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        var process = new Process { StartInfo = start };
-        var server = new ServerProcess(process, port) { HttpPort = httpPort };
+        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
+        var server = new ServerProcess(process, port, ignoringSigint, args) { HttpPort = httpPort };
         process.OutputDataReceived += (_, e) => server.OnLine(e.Data);
         process.ErrorDataReceived += (_, e) => server.OnLine(e.Data);
+        // A server that cannot start (a port still taken, say) ends at once: say so then, not after the timeout.
+        process.Exited += (_, _) => server._listening.TrySetException(new InvalidOperationException("exited"));
         process.Start();
+        server.Pid = process.Id;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         try
@@ -90,6 +116,14 @@ internal sealed class ServerProcess : IAsyncDisposable
         {
             await server.DisposeAsync();
             throw new TimeoutException("the server did not log that it listens:\n" + server.Output);
+        }
+        catch (InvalidOperationException ex)
+        {
+            // Then its output is read to the end.
+            await process.WaitForExitAsync();
+            var code = process.ExitCode;
+            await server.DisposeAsync();
+            throw new InvalidOperationException($"the server exited with {code} before it listened:\n{server.Output}", ex);
         }
         return server;
     }
@@ -121,7 +155,7 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// <summary>Sends a signal as a terminal or an operator would (INT for Ctrl+C, KILL for kill -9).</summary>
     public void Signal(string signal)
     {
-        using var kill = Process.Start("kill", ["-" + signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        using var kill = Process.Start("kill", ["-" + signal, Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         kill.WaitForExit();
     }
 

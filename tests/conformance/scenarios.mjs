@@ -2,6 +2,7 @@
 // usage: node scenarios.mjs <ws-url>[,<ws-url>...] <scenario>
 // With several URLs (the nodes of a cluster) the i-th client a scenario creates connects to url[i % n].
 import deepstreamModule from '@deepstream/client'
+import { fail, assertEqual, within as withinMs, sleep } from './assertions.mjs'
 
 const { DeepstreamClient } = deepstreamModule
 const [urlList, scenario] = process.argv.slice(2)
@@ -9,16 +10,7 @@ const urls = urlList.split(',')
 let clients = 0
 const TIMEOUT = 10000
 
-function fail (message) { throw new Error(message) }
-function assertEqual (actual, expected, what) {
-  const a = JSON.stringify(actual); const e = JSON.stringify(expected)
-  if (a !== e) fail(`${what}: expected ${e}, got ${a}`)
-}
-function within (promise, what, ms = TIMEOUT) {
-  let timer
-  return Promise.race([promise, new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms) })])
-    .finally(() => clearTimeout(timer))
-}
+const within = (promise, what, ms = TIMEOUT) => withinMs(promise, what, ms)
 function nextEvent (emitter, event, what) { return within(new Promise(resolve => emitter.once ? emitter.once(event, resolve) : emitter.on(event, resolve)), what) }
 function connect () { return new DeepstreamClient(urls[clients++ % urls.length], { maxReconnectAttempts: 0 }) }
 async function login (authData = {}) {
@@ -28,7 +20,6 @@ async function login (authData = {}) {
   return client
 }
 function close (...clients) { for (const c of clients) { c.__quiet = true; c.close() } }
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 
 const scenarios = {
   async 'login-good' () {

@@ -26,7 +26,7 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
     protected SlowStorage Storage { get; } = new();
 
     /// <summary>Memory storage whose writes take <see cref="Delay"/> to become durable.</summary>
-    protected sealed class SlowStorage : IRecordStorage
+    public sealed class SlowStorage : IRecordStorage
     {
         private readonly MemoryRecordStorage _inner = new();
 

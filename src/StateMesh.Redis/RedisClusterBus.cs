@@ -42,6 +42,16 @@ public sealed class RedisClusterBus : IClusterBus
 
     private long _published;
 
+    /// <summary>Messages Redis delivered to this node since start, its own ones that came back included (for the tests).</summary>
+    internal long Received => Interlocked.Read(ref _received);
+
+    private long _received;
+
+    /// <summary>Of <see cref="Received"/>, this node's own messages that Redis sent back and the node dropped.</summary>
+    internal long ReturnedOwn => Interlocked.Read(ref _returnedOwn);
+
+    private long _returnedOwn;
+
     /// <inheritdoc />
     public async Task StartAsync(string nodeName, IClusterReceiver receiver, CancellationToken cancellationToken)
     {
@@ -190,6 +200,7 @@ public sealed class RedisClusterBus : IClusterBus
 
     private void Deliver(string channel, RedisValue value)
     {
+        Interlocked.Increment(ref _received);
         ReadOnlyMemory<byte> bytes = (byte[]?)value ?? [];
         var span = bytes.Span;
         if (span.Length == 0 || span.Length < 1 + span[0])
@@ -199,6 +210,7 @@ public sealed class RedisClusterBus : IClusterBus
         }
         if (span[..(1 + span[0])].SequenceEqual(_origin))
         {
+            Interlocked.Increment(ref _returnedOwn);
             return; // our own message, back from Redis
         }
         var messages = new List<Message>(1);

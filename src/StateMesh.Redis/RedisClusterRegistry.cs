@@ -18,6 +18,8 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     private readonly RedisClusterOptions _options;
     private readonly ILogger _logger;
     private readonly CountedNames _mine = new();
+    // The claims this node holds, to give back at a stop and to put back when Redis lost them. Under its own lock.
+    private readonly HashSet<string> _claims = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private volatile HashSet<string> _live = new(StringComparer.Ordinal);
     private IClusterMembershipListener? _listener;
@@ -45,6 +47,25 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     private RedisKey NodesKey => _options.Prefix + "nodes";
 
     private RedisKey SetKey(string set) => _options.Prefix + "s:" + set;
+
+    private RedisKey ClaimKey(string key) => _options.Prefix + "c:" + key;
+
+    // KEYS[1] the claim; ARGV[1] this node, ARGV[2] a holder known to be dead ('' for none). Sets the claim when it is
+    // free, this node's, or the dead holder's; returns '' then, else the live-looking holder for the caller to check.
+    private const string ClaimScript = """
+        local owner = redis.call('GET', KEYS[1])
+        if owner == false or owner == ARGV[1] or (ARGV[2] ~= '' and owner == ARGV[2]) then
+          redis.call('SET', KEYS[1], ARGV[1])
+          return ''
+        end
+        return owner
+        """;
+
+    // KEYS[1] the claim; ARGV[1] this node. Deletes it only when this node holds it.
+    private const string ReleaseScript = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """;
 
     private RedisChannel MembersChannel => RedisChannel.Literal(_options.Prefix + "members");
 
@@ -110,7 +131,14 @@ public sealed class RedisClusterRegistry : IClusterRegistry
         var sets = _mine.Names;
         var db = Database;
         await Task.WhenAll(sets.Select(set => db.SetAddAsync(SetKey(set), _nodeName))).ConfigureAwait(false);
-        RedisLog.RegisteredAgain(_logger, _nodeName, sets.Length);
+        string[] claims;
+        lock (_claims)
+        {
+            claims = [.. _claims];
+        }
+        // A claim another node took meanwhile stays theirs: the topics settle it (the listen provider that lost it is told).
+        await Task.WhenAll(claims.Select(key => db.ScriptEvaluateAsync(ClaimScript, [ClaimKey(key)], [_nodeName, ""]))).ConfigureAwait(false);
+        RedisLog.RegisteredAgain(_logger, _nodeName, sets.Length + claims.Length);
     }
 
     private async Task RefreshAsync()
@@ -178,22 +206,58 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     }
 
     /// <inheritdoc />
-    public async ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, CancellationToken cancellationToken)
+    public async ValueTask<bool> TryClaimAsync(string key, CancellationToken cancellationToken)
     {
-        var members = await Database.SetMembersAsync(SetKey(set)).WaitAsync(cancellationToken).ConfigureAwait(false);
-        var live = _live;
-        var others = new List<string>(members.Length);
-        List<string>? unknown = null;
-        foreach (var member in members)
+        var db = Database;
+        var holder = (string?)await db.ScriptEvaluateAsync(ClaimScript, [ClaimKey(key)], [_nodeName, ""]).WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (!string.IsNullOrEmpty(holder))
         {
-            var name = (string)member!;
+            if ((await LiveAmongAsync([holder], cancellationToken).ConfigureAwait(false)).Count > 0)
+            {
+                return false;
+            }
+            // Held by a node that is gone: take it over, unless someone else did first.
+            holder = (string?)await db.ScriptEvaluateAsync(ClaimScript, [ClaimKey(key)], [_nodeName, holder]).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (!string.IsNullOrEmpty(holder))
+            {
+                return false;
+            }
+        }
+        lock (_claims)
+        {
+            _claims.Add(key);
+        }
+        return true;
+    }
+
+    /// <inheritdoc />
+    public void Release(string key)
+    {
+        lock (_claims)
+        {
+            if (!_claims.Remove(key))
+            {
+                return;
+            }
+        }
+        _ = Database.ScriptEvaluateAsync(ReleaseScript, [ClaimKey(key)], [_nodeName], CommandFlags.FireAndForget);
+    }
+
+    /// <summary>Which of <paramref name="nodes"/> (never this one) are alive: as last seen, else as Redis says now.</summary>
+    private async ValueTask<List<string>> LiveAmongAsync(IEnumerable<string> nodes, CancellationToken cancellationToken)
+    {
+        var live = _live;
+        var alive = new List<string>();
+        List<string>? unknown = null;
+        foreach (var name in nodes)
+        {
             if (name == _nodeName)
             {
                 continue;
             }
             if (live.Contains(name))
             {
-                others.Add(name);
+                alive.Add(name);
             }
             else
             {
@@ -209,11 +273,18 @@ public sealed class RedisClusterRegistry : IClusterRegistry
             {
                 if (scores[i] is { } score && score >= since)
                 {
-                    others.Add(unknown[i]);
+                    alive.Add(unknown[i]);
                 }
             }
         }
-        return others;
+        return alive;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, CancellationToken cancellationToken)
+    {
+        var members = await Database.SetMembersAsync(SetKey(set)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        return await LiveAmongAsync(members.Select(m => (string)m!), cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -239,6 +310,13 @@ public sealed class RedisClusterRegistry : IClusterRegistry
         {
             var db = Database;
             await Task.WhenAll(sets.Select(set => db.SetRemoveAsync(SetKey(set), _nodeName))).WaitAsync(cancellationToken).ConfigureAwait(false);
+            string[] claims;
+            lock (_claims)
+            {
+                claims = [.. _claims];
+                _claims.Clear();
+            }
+            await Task.WhenAll(claims.Select(key => db.ScriptEvaluateAsync(ReleaseScript, [ClaimKey(key)], [_nodeName]))).WaitAsync(cancellationToken).ConfigureAwait(false);
             await db.SortedSetRemoveAsync(NodesKey, _nodeName).WaitAsync(cancellationToken).ConfigureAwait(false);
             await _bus.Redis.GetSubscriber().PublishAsync(MembersChannel, "left:" + _nodeName).WaitAsync(cancellationToken).ConfigureAwait(false);
             if (_members is not null)

@@ -12,8 +12,6 @@ namespace StateMesh.Redis.Tests;
 /// </summary>
 public abstract class ClusterConformanceTests(StateMeshClusterFixture cluster)
 {
-    // Not yet across nodes: listening, listening-reject — see issue 11. (Both fail today over one redis-server and over
-    // a Redis Cluster alike: the listener on another node is never offered the name, "timed out: has provider".)
     [Theory]
     [InlineData("login-good")]
     [InlineData("login-client-data")]
@@ -25,6 +23,8 @@ public abstract class ClusterConformanceTests(StateMeshClusterFixture cluster)
     [InlineData("rpc")]
     [InlineData("rpc-reject")]
     [InlineData("presence")]
+    [InlineData("listening")]
+    [InlineData("listening-reject")]
     public Task The_official_deepstream_client_works_unchanged_across_nodes(string scenario) =>
         cluster.RunScenarioAsync("scenarios.mjs", scenario, TimeSpan.FromSeconds(60));
 }

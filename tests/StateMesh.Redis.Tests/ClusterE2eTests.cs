@@ -86,8 +86,8 @@ public sealed class ClusterE2eTests(ClusterE2eTests.Fixture cluster) : IClassFix
     public Task Clients_carry_on_while_a_node_is_down_and_reconnect_when_it_comes_back(string scenario, NodeDown down) =>
         cluster.RunScenarioAsync(Script, scenario, RestartScenarioTimeout, down);
 
-    // events/events-listen.feature. One active provider per name across the cluster is being built (issue 11): today
-    // a listener is offered only the names subscribed on its own node, so the scenarios that cross nodes fail.
+    // events/events-listen.feature: one active provider per name across the cluster, whichever nodes the listeners and
+    // the subscribers are on.
     [Theory]
     [InlineData("listen-accepts-two-names", null)]
     [InlineData("listen-unlisten-and-listen-again", null)]

@@ -30,6 +30,16 @@ public interface IClusterRegistry : IAsyncDisposable
     /// <summary>The other live nodes in <paramref name="set"/> (never this one).</summary>
     ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Claims <paramref name="key"/> for this node, atomically across the cluster (for example the one active listen
+    /// provider of a name). True when this node holds the claim now: it held it already, nobody did, or its holder is no
+    /// longer a live node. False when another live node holds it. A node's claims end when it leaves the cluster.
+    /// </summary>
+    ValueTask<bool> TryClaimAsync(string key, CancellationToken cancellationToken);
+
+    /// <summary>Gives up <paramref name="key"/> if this node holds it; a claim another node holds is left alone.</summary>
+    void Release(string key);
+
     /// <summary>Leaves the cluster: the others are told at once.</summary>
     Task StopAsync(CancellationToken cancellationToken);
 }

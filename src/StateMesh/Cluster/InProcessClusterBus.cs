@@ -37,6 +37,7 @@ public sealed class InProcessClusterHub
     // The registries of the hub's nodes: who is in, and which nodes are in each named set.
     private readonly Dictionary<string, IClusterMembershipListener> _registries = new(StringComparer.Ordinal);
     private readonly Dictionary<string, HashSet<string>> _sets = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _claims = new(StringComparer.Ordinal);
 
     internal void JoinRegistry(string nodeName, IClusterMembershipListener listener)
     {
@@ -63,6 +64,10 @@ public sealed class InProcessClusterHub
             if (!_registries.Remove(nodeName))
             {
                 return;
+            }
+            foreach (var key in _claims.Where(c => c.Value == nodeName).Select(c => c.Key).ToList())
+            {
+                _claims.Remove(key);
             }
             others = [.. _registries.Values];
         }
@@ -91,6 +96,31 @@ public sealed class InProcessClusterHub
             if (_sets.TryGetValue(set, out var nodes) && nodes.Remove(nodeName) && nodes.Count == 0)
             {
                 _sets.Remove(set);
+            }
+        }
+    }
+
+    /// <summary>The claim is the node's unless another node of the hub holds it.</summary>
+    internal bool TryClaim(string key, string nodeName)
+    {
+        lock (_gate)
+        {
+            if (_claims.TryGetValue(key, out var owner) && owner != nodeName && _registries.ContainsKey(owner))
+            {
+                return false;
+            }
+            _claims[key] = nodeName;
+            return true;
+        }
+    }
+
+    internal void Release(string key, string nodeName)
+    {
+        lock (_gate)
+        {
+            if (_claims.TryGetValue(key, out var owner) && owner == nodeName)
+            {
+                _claims.Remove(key);
             }
         }
     }

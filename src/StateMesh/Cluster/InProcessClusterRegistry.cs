@@ -55,6 +55,13 @@ public sealed class InProcessClusterRegistry : IClusterRegistry
         ValueTask.FromResult(_hub.NodesIn(set, except: _nodeName));
 
     /// <inheritdoc />
+    public ValueTask<bool> TryClaimAsync(string key, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(!_stopped && _hub.TryClaim(key, _nodeName));
+
+    /// <inheritdoc />
+    public void Release(string key) => _hub.Release(key, _nodeName);
+
+    /// <inheritdoc />
     public Task StopAsync(CancellationToken cancellationToken)
     {
         lock (_mine.Gate)

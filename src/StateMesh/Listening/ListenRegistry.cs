@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using StateMesh.Diagnostics;
 using StateMesh.Protocol;
 using StateMesh.Server;
 
@@ -11,8 +12,31 @@ namespace StateMesh.Listening;
 /// if the provider goes, record subscribers hear it and the search starts again. Names left without a provider are
 /// offered again every rematch interval, but not before the cooldown after everyone turned them down.
 /// </summary>
+/// <remarks>
+/// Across nodes (one code path: a node alone is a cluster of one). The one provider of a name is a claim in the cluster
+/// registry (<see cref="Cluster.IClusterRegistry.TryClaimAsync"/>), taken before a node offers the name to its own
+/// listeners and kept while they are asked and while the accepted one provides: one offer at a time and exactly one
+/// active provider per name, cluster-wide. The nodes tell each other on the topic's channel (<c>L/E</c>, <c>L/R</c>):
+/// which nodes have listeners and their patterns, the first and last subscriber of a name on a node (only while some
+/// other node listens), a name provided and no longer provided (for record subscribers' has-provider flags), and a name
+/// every listener of a node turned down, which the next node with a matching listener then claims. A node whose
+/// listeners match keeps which other nodes subscribe to each such name, so that its provider hears when the last
+/// subscriber anywhere has gone.
+/// </remarks>
 internal sealed class ListenRegistry : IDisposable
 {
+    // Signals between nodes, in Message.Name; Subscription or Names carry the names, CorrelationId the sender.
+    private const string SignalListening = "listening", SignalNoListeners = "no-listeners", SignalWhoListens = "who-listens",
+        SignalInterest = "interest", SignalNoInterest = "no-interest", SignalProvided = "provided", SignalUnprovided = "unprovided",
+        SignalDeclined = "declined";
+
+    // Names per interest reply, well below the native codec's bound on names per message.
+    private const int NamesPerSignal = 500;
+
+    // A search another node's news starts waits up to this long, at random, before it claims the name: nodes hear the
+    // news at nearly the same moment, and without it the first in the bus's order would always win.
+    private const int RemoteSearchSpreadMilliseconds = 20;
+
     private readonly NodeEngine _node;
     private readonly Topic _topic;
     private readonly Func<SubscriptionRegistry> _subscribers;
@@ -22,6 +46,15 @@ internal sealed class ListenRegistry : IDisposable
     private readonly Dictionary<string, Listener> _accepted = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Search> _searches = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _turnedDownAt = new(StringComparer.Ordinal);
+    // Names whose claim is being asked for; no second search starts meanwhile.
+    private readonly HashSet<string> _claiming = new(StringComparer.Ordinal);
+    // Other nodes with listeners on this topic (this node tells them of its subscribers only while there are some).
+    private readonly HashSet<string> _listenerNodes = new(StringComparer.Ordinal);
+    private volatile int _listenerNodeCount;
+    // Name → other nodes with subscribers, kept for names a listener here matches.
+    private readonly Dictionary<string, HashSet<string>> _remoteInterest = new(StringComparer.Ordinal);
+    // Name → the node whose listener provides it, kept while this node has subscribers of the name.
+    private readonly Dictionary<string, string> _remoteProviders = new(StringComparer.Ordinal);
     private readonly ITimer _rematch;
 
     private sealed class Listener(Session session, string pattern, Regex regex)
@@ -35,6 +68,10 @@ internal sealed class ListenRegistry : IDisposable
     private sealed class Search
     {
         public required Queue<Listener> Candidates { get; init; }
+
+        /// <summary>The nodes whose listeners turned the name down before this one was asked.</summary>
+        public required string[] Tried { get; init; }
+
         public Listener? Offered { get; set; }
         public ITimer? Timer { get; set; }
     }
@@ -49,6 +86,14 @@ internal sealed class ListenRegistry : IDisposable
     }
 
     private bool IsRecords => _topic == Topic.Record;
+
+    /// <summary>The bus channel on which the nodes' listening of this topic meet.</summary>
+    public string Channel => _topic == Topic.Record ? "L/R" : "L/E";
+
+    private string Self => _node.Options.NodeName;
+
+    /// <summary>The registry claim that makes a node the one whose listener provides <paramref name="name"/>.</summary>
+    private string ClaimOf(string name) => (IsRecords ? "L/R/" : "L/E/") + name;
 
     private int Action(EventAction events, RecordAction records) => IsRecords ? (int)records : (int)events;
 
@@ -101,21 +146,22 @@ internal sealed class ListenRegistry : IDisposable
             return;
         }
         var listener = new Listener(session, pattern, regex);
+        string[] remote;
         lock (_gate)
         {
             _listeners = [.. _listeners, listener];
+            remote = [.. _remoteInterest.Keys];
         }
-        // Names already subscribed that this listener could provide; their offers go out before the ack, so that
-        // once the listener has its ack, every offer due at that moment has reached it. Matching runs outside the gate.
-        foreach (var name in _subscribers().Names)
+        // The other nodes learn that this one listens, and answer with their subscribed names that match.
+        Signal(SignalListening, names: [pattern]);
+        // Names already subscribed that this listener could provide; their offers go out before the ack (at once when
+        // the claim needs no network), so that once the listener has its ack, every offer due at that moment has reached
+        // it. Matching runs outside the gate.
+        foreach (var name in _subscribers().Names.Concat(remote))
         {
             if (Matches(listener, name))
             {
-                var candidates = CandidatesFor(name);
-                lock (_gate)
-                {
-                    StartSearchIfNeeded(name, candidates, ignoreCooldown: true);
-                }
+                SearchIfDue(name, [], ignoreCooldown: true);
             }
         }
         session.Send(new Message { Topic = _topic, Action = message.Action, Name = pattern, IsAck = true, CorrelationId = message.CorrelationId });
@@ -193,8 +239,9 @@ internal sealed class ListenRegistry : IDisposable
                 _accepted[name] = offered;
                 if (IsRecords)
                 {
-                    Fanout.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.SubscriptionHasProvider, Name = name }, _subscribers().Get(name), null);
+                    Fanout.Send(HasProvider(name, true), _subscribers().Get(name), null);
                 }
+                Signal(SignalProvided, name);
             }
             else
             {
@@ -203,36 +250,39 @@ internal sealed class ListenRegistry : IDisposable
         }
     }
 
-    /// <summary>A session subscribed to a name: the first subscriber starts a search; later ones on records hear about a provider.</summary>
+    /// <summary>A session subscribed to a name: the first subscriber starts a search; record subscribers hear about a provider.</summary>
     public void OnSubscribed(Session session, string name, int subscribers)
     {
         if (subscribers == 1)
         {
-            if (_listeners.Length == 0)
+            if (_listenerNodeCount > 0)
+            {
+                // Another node listens on this topic: it may have the listener for this name.
+                Signal(SignalInterest, name);
+            }
+            if (_listeners.Length > 0)
+            {
+                SearchIfDue(name, [], ignoreCooldown: true);
+            }
+            if (!IsRecords || (_accepted.Count == 0 && _remoteProviders.Count == 0))
             {
                 return;
             }
-            var candidates = CandidatesFor(name);
-            if (candidates.Count == 0)
-            {
-                return;
-            }
-            lock (_gate)
-            {
-                StartSearchIfNeeded(name, candidates, ignoreCooldown: true);
-            }
+        }
+        if (!IsRecords)
+        {
             return;
         }
         lock (_gate)
         {
-            if (IsRecords && _accepted.ContainsKey(name))
+            if (_accepted.ContainsKey(name) || _remoteProviders.ContainsKey(name))
             {
-                session.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.SubscriptionHasProvider, Name = name });
+                session.Send(HasProvider(name, true));
             }
         }
     }
 
-    /// <summary>The last subscriber left: the provider (or the listener being asked) is told.</summary>
+    /// <summary>The last subscriber here left: the provider (or the listener being asked) is told, unless other nodes still subscribe.</summary>
     public void OnLastUnsubscribed(string name)
     {
         lock (_gate)
@@ -242,20 +292,36 @@ internal sealed class ListenRegistry : IDisposable
                 // Someone subscribed again meanwhile: their search or provider stays.
                 return;
             }
-            if (_accepted.Remove(name, out var provider))
+            _remoteProviders.Remove(name);
+            if (!_remoteInterest.ContainsKey(name))
             {
-                provider.Session.Send(Removed(provider.Pattern, name));
+                EndName(name);
             }
-            if (_searches.Remove(name, out var search))
-            {
-                search.Timer?.Dispose();
-                if (search.Offered is { } offered)
-                {
-                    offered.Session.Send(Removed(offered.Pattern, name));
-                }
-            }
-            _turnedDownAt.Remove(name);
         }
+        if (_listenerNodeCount > 0)
+        {
+            Signal(SignalNoInterest, name);
+        }
+    }
+
+    /// <summary>Nobody subscribes to the name anywhere any more: its provider, or the listener being asked, is told. Under the gate.</summary>
+    private void EndName(string name)
+    {
+        if (_accepted.Remove(name, out var provider))
+        {
+            provider.Session.Send(Removed(provider.Pattern, name));
+            _node.Registry.Release(ClaimOf(name));
+        }
+        if (_searches.Remove(name, out var search))
+        {
+            search.Timer?.Dispose();
+            if (search.Offered is { } offered)
+            {
+                offered.Session.Send(Removed(offered.Pattern, name));
+            }
+            _node.Registry.Release(ClaimOf(name));
+        }
+        _turnedDownAt.Remove(name);
     }
 
     public void RemoveSession(Session session)
@@ -295,10 +361,16 @@ internal sealed class ListenRegistry : IDisposable
                 listener.Removed = true;
             }
             _listeners = _listeners.Where(l => !l.Removed).ToArray();
+            if (_listeners.Length == 0)
+            {
+                // What other nodes told this one about their subscribers served its listeners only.
+                Signal(SignalNoListeners);
+            }
         }
         foreach (var (name, provider) in _accepted.Where(kv => which(kv.Value)).ToArray())
         {
             _accepted.Remove(name);
+            _node.Registry.Release(ClaimOf(name));
             if (tellProvider)
             {
                 provider.Session.Send(Removed(provider.Pattern, name));
@@ -306,9 +378,10 @@ internal sealed class ListenRegistry : IDisposable
             var subscribers = _subscribers().Get(name);
             if (IsRecords)
             {
-                Fanout.Send(new Message { Topic = Topic.Record, Action = (int)RecordAction.SubscriptionHasNoProvider, Name = name }, subscribers, null);
+                Fanout.Send(HasProvider(name, false), subscribers, null);
             }
-            if (subscribers.Length > 0)
+            Signal(SignalUnprovided, name);
+            if (HasInterest(name))
             {
                 orphaned.Add(name);
             }
@@ -326,6 +399,10 @@ internal sealed class ListenRegistry : IDisposable
                 OfferNext(name, search);
             }
         }
+        if (_listeners.Length == 0)
+        {
+            _remoteInterest.Clear();
+        }
         return orphaned;
     }
 
@@ -334,7 +411,15 @@ internal sealed class ListenRegistry : IDisposable
         Topic = _topic, Action = Action(EventAction.SubscriptionForPatternRemoved, RecordAction.SubscriptionForPatternRemoved), Name = pattern, Subscription = name,
     };
 
+    private static Message HasProvider(string name, bool has) => new()
+    {
+        Topic = Topic.Record, Action = (int)(has ? RecordAction.SubscriptionHasProvider : RecordAction.SubscriptionHasNoProvider), Name = name,
+    };
+
     private static bool Matches(Listener listener, string name) => !listener.Removed && listener.Regex.IsMatch(name);
+
+    /// <summary>Someone subscribes to the name, here or on another node. Under the gate.</summary>
+    private bool HasInterest(string name) => _subscribers().Get(name).Length > 0 || _remoteInterest.ContainsKey(name);
 
     /// <summary>The listeners whose pattern matches the name, in random order. Outside the gate.</summary>
     private List<Listener> CandidatesFor(string name)
@@ -356,32 +441,98 @@ internal sealed class ListenRegistry : IDisposable
     {
         foreach (var name in names)
         {
-            var candidates = CandidatesFor(name);
-            lock (_gate)
+            SearchIfDue(name, [], ignoreCooldown: true);
+        }
+    }
+
+    /// <summary>
+    /// Offers a subscribed name without a provider to the listeners here that match it, once this node holds the name's
+    /// claim: while another node holds it, that node is asking its own listeners or provides. Outside the gate (patterns
+    /// are matched here); completes at once when the claim needs no network.
+    /// </summary>
+    private void SearchIfDue(string name, string[] tried, bool ignoreCooldown)
+    {
+        var candidates = CandidatesFor(name);
+        if (candidates.Count == 0)
+        {
+            return;
+        }
+        lock (_gate)
+        {
+            if (!IsDue(name, ignoreCooldown) || !_claiming.Add(name))
             {
-                StartSearchIfNeeded(name, candidates, ignoreCooldown: true);
+                return;
             }
         }
+        ValueTask<bool> claim;
+        try
+        {
+            claim = _node.Registry.TryClaimAsync(ClaimOf(name), CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            claim = ValueTask.FromException<bool>(ex);
+        }
+        if (claim.IsCompletedSuccessfully)
+        {
+            Claimed(name, candidates, tried, claim.Result);
+        }
+        else
+        {
+            _ = ClaimedLaterAsync(name, candidates, tried, claim);
+        }
     }
 
-    /// <summary>Starts offering a subscribed name without a provider to the given matching listeners. Under the gate.</summary>
-    private void StartSearchIfNeeded(string name, List<Listener> candidates, bool ignoreCooldown)
+    private async Task ClaimedLaterAsync(string name, List<Listener> candidates, string[] tried, ValueTask<bool> claim)
     {
-        // Candidates were matched outside the gate: the name may have lost its last subscriber meanwhile.
-        if (candidates.Count == 0 || _accepted.ContainsKey(name) || _searches.ContainsKey(name) || _subscribers().Get(name).Length == 0)
+        var claimed = false;
+        try
         {
-            return;
+            claimed = await claim.ConfigureAwait(false);
         }
-        if (!ignoreCooldown && _turnedDownAt.TryGetValue(name, out var at) && _node.Time.GetElapsedTime(at) < _node.Options.Listen.MatchCooldown)
+        catch (Exception ex)
         {
-            return;
+            // The registry is away (Redis down): the rematch tries again.
+            NodeLog.ClusterMessageFailed(_node.Logger, Channel, ex);
         }
-        var search = new Search { Candidates = new Queue<Listener>(candidates) };
-        _searches[name] = search;
-        OfferNext(name, search);
+        Claimed(name, candidates, tried, claimed);
     }
 
-    /// <summary>Offers the name to the next candidate still listening, or gives up until the rematch. Under the gate.</summary>
+    /// <summary>The claim was answered: this node's listeners are asked, unless the name no longer needs it.</summary>
+    private void Claimed(string name, List<Listener> candidates, string[] tried, bool claimed)
+    {
+        lock (_gate)
+        {
+            _claiming.Remove(name);
+            if (!claimed)
+            {
+                return;
+            }
+            // The name may have lost its last subscriber, or found a provider elsewhere, while the claim was asked for.
+            if (!IsDue(name, ignoreCooldown: true))
+            {
+                if (!_accepted.ContainsKey(name) && !_searches.ContainsKey(name))
+                {
+                    _node.Registry.Release(ClaimOf(name));
+                }
+                return;
+            }
+            var search = new Search { Candidates = new Queue<Listener>(candidates), Tried = tried };
+            _searches[name] = search;
+            OfferNext(name, search);
+        }
+    }
+
+    /// <summary>The name has subscribers and no provider, search or claim in flight here, nor a provider elsewhere. Under the gate.</summary>
+    private bool IsDue(string name, bool ignoreCooldown) =>
+        !_accepted.ContainsKey(name) && !_searches.ContainsKey(name) && !_claiming.Contains(name) && !_remoteProviders.ContainsKey(name)
+        && HasInterest(name)
+        && (ignoreCooldown || !(_turnedDownAt.TryGetValue(name, out var at) && _node.Time.GetElapsedTime(at) < _node.Options.Listen.MatchCooldown));
+
+    /// <summary>
+    /// Offers the name to the next candidate still listening; when none is left, gives the claim up and tells the other
+    /// nodes, whose listeners are asked next. Under the gate.
+    /// </summary>
     private void OfferNext(string name, Search search)
     {
         while (search.Candidates.TryDequeue(out var next))
@@ -406,6 +557,11 @@ internal sealed class ListenRegistry : IDisposable
         search.Offered = null;
         _searches.Remove(name);
         _turnedDownAt[name] = _node.Time.GetTimestamp();
+        _node.Registry.Release(ClaimOf(name));
+        if (_listenerNodeCount > 0)
+        {
+            Signal(SignalDeclined, name, [.. search.Tried, Self]);
+        }
     }
 
     private void OnResponseTimeout(string name, Listener listener)
@@ -431,23 +587,235 @@ internal sealed class ListenRegistry : IDisposable
         {
             return;
         }
-        foreach (var name in _subscribers().Names)
+        string[] remote;
+        lock (_gate)
+        {
+            remote = [.. _remoteInterest.Keys];
+        }
+        foreach (var name in _subscribers().Names.Concat(remote))
         {
             bool due;
             lock (_gate)
             {
-                due = !_accepted.ContainsKey(name) && !_searches.ContainsKey(name)
-                    && !(_turnedDownAt.TryGetValue(name, out var at) && _node.Time.GetElapsedTime(at) < _node.Options.Listen.MatchCooldown);
+                due = IsDue(name, ignoreCooldown: false);
             }
-            if (!due)
+            if (due)
             {
-                continue;
+                SearchIfDue(name, [], ignoreCooldown: false);
             }
-            var candidates = CandidatesFor(name);
-            lock (_gate)
+        }
+    }
+
+    // ---- Between nodes ----
+
+    /// <summary>Tells the other nodes; never blocks (the bus queues it).</summary>
+    private void Signal(string signal, string? name = null, string[]? names = null) =>
+        _node.Bus.Publish(Channel, new Message { Topic = _topic, Action = Action(EventAction.Listen, RecordAction.Listen), Name = signal, Subscription = name, Names = names, CorrelationId = Self });
+
+    /// <summary>At start, and when a node joins or comes back: who listens, and this node's own patterns for the newcomer.</summary>
+    public void Announce()
+    {
+        Signal(SignalWhoListens);
+        AnnouncePatterns();
+    }
+
+    private void AnnouncePatterns()
+    {
+        var patterns = _listeners.Where(l => !l.Removed).Select(l => l.Pattern).Distinct(StringComparer.Ordinal).ToArray();
+        if (patterns.Length > 0)
+        {
+            Signal(SignalListening, names: patterns);
+        }
+    }
+
+    /// <summary>What another node said on <see cref="Channel"/>.</summary>
+    public void OnRemote(Message message)
+    {
+        if (message.CorrelationId is not { Length: > 0 } from || from == Self)
+        {
+            return;
+        }
+        switch (message.Name)
+        {
+            case SignalWhoListens:
+                AnnouncePatterns();
+                return;
+            case SignalListening:
+                OnRemoteListening(from, message.Names ?? []);
+                return;
+            case SignalNoListeners:
+                lock (_gate)
+                {
+                    _listenerNodes.Remove(from);
+                    _listenerNodeCount = _listenerNodes.Count;
+                }
+                return;
+            case SignalInterest:
+                foreach (var name in NamesOf(message))
+                {
+                    OnRemoteInterest(from, name);
+                }
+                return;
+            case SignalNoInterest when message.Subscription is { } name:
+                lock (_gate)
+                {
+                    if (_remoteInterest.TryGetValue(name, out var nodes) && nodes.Remove(from) && nodes.Count == 0)
+                    {
+                        _remoteInterest.Remove(name);
+                        if (_subscribers().Get(name).Length == 0)
+                        {
+                            EndName(name);
+                        }
+                    }
+                }
+                return;
+            case SignalProvided when message.Subscription is { } name:
+                lock (_gate)
+                {
+                    var subscribers = _subscribers().Get(name);
+                    if (subscribers.Length > 0 && _remoteProviders.TryAdd(name, from) && IsRecords)
+                    {
+                        Fanout.Send(HasProvider(name, true), subscribers, null);
+                    }
+                }
+                return;
+            case SignalUnprovided when message.Subscription is { } name:
+                bool lost;
+                lock (_gate)
+                {
+                    lost = _remoteProviders.TryGetValue(name, out var by) && by == from && _remoteProviders.Remove(name);
+                    if (lost && IsRecords)
+                    {
+                        Fanout.Send(HasProvider(name, false), _subscribers().Get(name), null);
+                    }
+                }
+                SearchIfDue(name, [], ignoreCooldown: true);
+                return;
+            case SignalDeclined when message.Subscription is { } name:
+                var tried = message.Names ?? [];
+                if (!tried.Contains(Self, StringComparer.Ordinal))
+                {
+                    SearchSoon(name, tried);
+                }
+                return;
+        }
+    }
+
+    private static IEnumerable<string> NamesOf(Message message) =>
+        message.Subscription is { } one ? [one] : message.Names ?? [];
+
+    /// <summary>Another node listens: it hears of this node's subscribed names that its new patterns match.</summary>
+    private void OnRemoteListening(string from, string[] patterns)
+    {
+        lock (_gate)
+        {
+            _listenerNodes.Add(from);
+            _listenerNodeCount = _listenerNodes.Count;
+        }
+        var regexes = new List<Regex>();
+        foreach (var pattern in patterns)
+        {
+            // The other node accepted the pattern within the same bounds; the same compiler runs it in linear time.
+            if (pattern.Length <= _node.Options.Limits.MaxListenPatternLength && TryCompile(pattern, out var regex, out _))
             {
-                StartSearchIfNeeded(name, candidates, ignoreCooldown: false);
+                regexes.Add(regex);
             }
+        }
+        if (regexes.Count == 0)
+        {
+            return;
+        }
+        var matching = _subscribers().Names.Where(name => regexes.Exists(r => r.IsMatch(name))).ToList();
+        for (var i = 0; i < matching.Count; i += NamesPerSignal)
+        {
+            Signal(SignalInterest, names: [.. matching.Skip(i).Take(NamesPerSignal)]);
+        }
+    }
+
+    /// <summary>Another node has subscribers of the name: if a listener here matches, it may be offered it.</summary>
+    private void OnRemoteInterest(string from, string name)
+    {
+        if (!_listeners.Any(l => Matches(l, name)))
+        {
+            return;
+        }
+        bool provided;
+        lock (_gate)
+        {
+            if (!_remoteInterest.TryGetValue(name, out var nodes))
+            {
+                _remoteInterest[name] = nodes = new HashSet<string>(StringComparer.Ordinal);
+            }
+            nodes.Add(from);
+            provided = _accepted.ContainsKey(name);
+        }
+        if (provided)
+        {
+            // The newcomer's subscribers hear that the name has its provider here.
+            Signal(SignalProvided, name);
+            return;
+        }
+        SearchSoon(name, []);
+    }
+
+    /// <summary>A search started by another node's news: after a random spread, so that no node always wins the claim.</summary>
+    private void SearchSoon(string name, string[] tried)
+    {
+        var state = new SoonState(this, name, tried);
+        state.Timer = _node.Time.CreateTimer(static s =>
+        {
+            var soon = (SoonState)s!;
+            soon.Timer?.Dispose();
+            soon.Registry.SearchIfDue(soon.Name, soon.Tried, ignoreCooldown: true);
+        }, state, TimeSpan.FromMilliseconds(Random.Shared.Next(RemoteSearchSpreadMilliseconds)), Timeout.InfiniteTimeSpan);
+    }
+
+    private sealed class SoonState(ListenRegistry registry, string name, string[] tried)
+    {
+        public ListenRegistry Registry { get; } = registry;
+        public string Name { get; } = name;
+        public string[] Tried { get; } = tried;
+        public ITimer? Timer { get; set; }
+    }
+
+    /// <summary>A node left the cluster: its subscribers no longer count, and a name it provided is searched for again.</summary>
+    public void OnNodeLeft(string nodeName)
+    {
+        var again = new List<string>();
+        lock (_gate)
+        {
+            _listenerNodes.Remove(nodeName);
+            _listenerNodeCount = _listenerNodes.Count;
+            foreach (var (name, nodes) in _remoteInterest.ToArray())
+            {
+                if (nodes.Remove(nodeName) && nodes.Count == 0)
+                {
+                    _remoteInterest.Remove(name);
+                    if (_subscribers().Get(name).Length == 0)
+                    {
+                        EndName(name);
+                    }
+                }
+            }
+            foreach (var (name, by) in _remoteProviders.ToArray())
+            {
+                if (by == nodeName)
+                {
+                    _remoteProviders.Remove(name);
+                    if (IsRecords)
+                    {
+                        Fanout.Send(HasProvider(name, false), _subscribers().Get(name), null);
+                    }
+                    again.Add(name);
+                }
+            }
+            // Names the left node was asking its listeners about (it held their claim, now free) may be due here.
+            again.AddRange(_remoteInterest.Keys);
+        }
+        again.AddRange(_subscribers().Names);
+        foreach (var name in again.Distinct(StringComparer.Ordinal))
+        {
+            SearchIfDue(name, [], ignoreCooldown: true);
         }
     }
 

@@ -47,6 +47,8 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMem
         try
         {
             Presence.AskWhoIsOnline();
+            Events.Listening.Announce();
+            Records.Listening.Announce();
         }
         catch (Exception ex)
         {
@@ -61,6 +63,8 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMem
         {
             Rpc.OnNodeLeft(nodeName);
             Presence.OnNodeLeft(nodeName);
+            Events.Listening.OnNodeLeft(nodeName);
+            Records.Listening.OnNodeLeft(nodeName);
         }
         catch (Exception ex)
         {
@@ -155,6 +159,14 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMem
             else if (channel == StateMesh.Presence.PresenceTopic.Channel)
             {
                 Presence.OnRemote(message);
+            }
+            else if (channel == Records.Listening.Channel)
+            {
+                Records.Listening.OnRemote(message);
+            }
+            else if (channel == Events.Listening.Channel)
+            {
+                Events.Listening.OnRemote(message);
             }
         }
         catch (Exception ex)

@@ -91,8 +91,12 @@ public sealed class StateMeshNode : IAsyncDisposable
         await _engine.Bus.StartAsync(_options.NodeName, _engine, cancellationToken).ConfigureAwait(false);
         await _engine.Bus.Subscribe(_engine.OwnChannel).WaitAsync(cancellationToken).ConfigureAwait(false);
         await _engine.Bus.Subscribe(StateMesh.Presence.PresenceTopic.Channel).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _engine.Bus.Subscribe(_engine.Events.Listening.Channel).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _engine.Bus.Subscribe(_engine.Records.Listening.Channel).WaitAsync(cancellationToken).ConfigureAwait(false);
         await _engine.Registry.StartAsync(_options.NodeName, _engine, cancellationToken).ConfigureAwait(false);
         _engine.Presence.AskWhoIsOnline();
+        _engine.Events.Listening.Announce();
+        _engine.Records.Listening.Announce();
         _inProcess = InMemoryTransport.Listen(_options.NodeName, connection => _engine.Accept(connection, NativeCodec.Instance));
         if (_options.Tcp.Enabled)
         {

@@ -9,6 +9,12 @@ namespace StateMesh.Tests.Client;
 
 public class ListeningTests
 {
+    /// <summary>
+    /// A node whose listeners have time to answer on a loaded machine (the default 500 ms is deepstream's, and a busy
+    /// test host can miss it); tests of the timeout itself set their own.
+    /// </summary>
+    private static Task<StateMeshNode> StartNodeAsync() => TestNode.StartAsync(o => o.Listen.ResponseTimeout = TimeSpan.FromSeconds(5));
+
     private static Task<StateMeshClient> ConnectAsync(StateMeshNode node) => StateMeshClient.ConnectAsync(node.TcpAddress!.ToString());
 
     /// <summary>Collects offers; answers each with <paramref name="accept"/> (or not at all when null).</summary>
@@ -39,7 +45,7 @@ public class ListeningTests
     [Fact]
     public async Task A_record_subscriber_makes_a_listener_an_offer_and_the_provider_hears_when_the_last_one_leaves()
     {
-        await using var node = await TestNode.StartAsync();
+        await using var node = await StartNodeAsync();
         await using var providerClient = await ConnectAsync(node);
         await using var subscriber = await ConnectAsync(node);
         using var provider = new Provider(accept: true).Listen(providerClient.Records.Listen("prices/.*"));
@@ -58,7 +64,7 @@ public class ListeningTests
     [Fact]
     public async Task A_reject_passes_the_offer_on_and_exactly_one_provider_is_accepted()
     {
-        await using var node = await TestNode.StartAsync();
+        await using var node = await StartNodeAsync();
         await using var a = await ConnectAsync(node);
         await using var b = await ConnectAsync(node);
         await using var subscriber = await ConnectAsync(node);
@@ -86,7 +92,7 @@ public class ListeningTests
     [Fact]
     public async Task When_the_accepted_provider_disconnects_another_listener_takes_over()
     {
-        await using var node = await TestNode.StartAsync();
+        await using var node = await StartNodeAsync();
         var first = await ConnectAsync(node);
         await using var second = await ConnectAsync(node);
         await using var subscriber = await ConnectAsync(node);

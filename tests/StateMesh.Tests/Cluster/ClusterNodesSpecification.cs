@@ -26,7 +26,7 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
     protected SlowStorage Storage { get; } = new();
 
     /// <summary>Memory storage whose writes take <see cref="Delay"/> to become durable.</summary>
-    protected sealed class SlowStorage : IRecordStorage
+    public sealed class SlowStorage : IRecordStorage
     {
         private readonly MemoryRecordStorage _inner = new();
 
@@ -87,7 +87,8 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
     protected async Task<StateMeshNode> StartNodeAsync()
     {
         var (bus, store, registry) = CreateMember();
-        var node = await TestNode.StartAsync(storage: Storage, clusterBus: bus, store: store, registry: registry);
+        // Listeners on a loaded machine get time to answer an offer that crosses nodes.
+        var node = await TestNode.StartAsync(o => o.Listen.ResponseTimeout = TimeSpan.FromSeconds(5), storage: Storage, clusterBus: bus, store: store, registry: registry);
         _nodes.Add(node);
         return node;
     }
@@ -391,6 +392,137 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
         await nodes[0].DisposeAsync();
         await ClientEventsTests.WaitUntilAsync(() => { lock (changes) { return changes.Contains(new PresenceChange("bob", false)); } });
         Assert.DoesNotContain("bob", await asker.Presence.QueryAllAsync());
+    }
+
+    [Fact]
+    public async Task A_claim_is_held_by_one_node_at_a_time_and_freed_by_a_release_or_by_its_node_leaving()
+    {
+        var nodes = await StartNodesAsync(3);
+        var (a, b, c) = (nodes[0].Engine.Registry, nodes[1].Engine.Registry, nodes[2].Engine.Registry);
+        var claims = await Task.WhenAll(Enumerable.Range(0, 20).Select(async i => await (i % 2 == 0 ? a : b).TryClaimAsync("spec/claim", CancellationToken.None)));
+        // Whoever came first holds it, and asks again with success; the other never got it.
+        var holder = await a.TryClaimAsync("spec/claim", CancellationToken.None) ? a : b;
+        var other = ReferenceEquals(holder, a) ? b : a;
+        Assert.True(claims.Length == 20 && claims.Count(x => x) >= 1);
+        Assert.False(await other.TryClaimAsync("spec/claim", CancellationToken.None));
+        Assert.False(await c.TryClaimAsync("spec/claim", CancellationToken.None));
+        // A release by a node that does not hold it changes nothing; the holder's release frees it.
+        other.Release("spec/claim");
+        Assert.False(await c.TryClaimAsync("spec/claim", CancellationToken.None));
+        holder.Release("spec/claim");
+        await EventuallyAsync(async () => await c.TryClaimAsync("spec/claim", CancellationToken.None));
+        Assert.False(await holder.TryClaimAsync("spec/claim", CancellationToken.None));
+        // The holder stops: its claims end with it.
+        await nodes[2].DisposeAsync();
+        await EventuallyAsync(async () => await a.TryClaimAsync("spec/claim", CancellationToken.None));
+        Assert.False(await b.TryClaimAsync("spec/claim", CancellationToken.None));
+    }
+
+    /// <summary>Accepts or rejects every offer and keeps them.</summary>
+    private sealed class Listener : IDisposable
+    {
+        private readonly IDisposable _subscription;
+
+        public Listener(IObservable<ListenOffer> offers, bool accept)
+        {
+            _subscription = offers.Subscribe(o =>
+            {
+                lock (Offers) { Offers.Add(o); }
+                if (accept) { o.Accept(); } else { o.Reject(); }
+            });
+        }
+
+        public List<ListenOffer> Offers { get; } = [];
+
+        public ListenOffer[] Snapshot() { lock (Offers) { return [.. Offers]; } }
+
+        public void Dispose() => _subscription.Dispose();
+    }
+
+    private static Task ListeningOnAsync(StateMeshNode node, int patterns) =>
+        ClientEventsTests.WaitUntilAsync(() => node.Engine.Sessions.Sum(s => s.ListenPatterns.Count) == patterns);
+
+    [Fact]
+    public async Task A_listener_on_one_node_provides_a_record_subscribed_on_others_until_the_last_subscriber_anywhere_leaves()
+    {
+        var nodes = await StartNodesAsync(3);
+        var providerClient = await ConnectAsync(nodes[1], "provider");
+        using var provider = new Listener(providerClient.Records.Listen("^prices/"), accept: true);
+        await ListeningOnAsync(nodes[1], 1);
+        var first = await ConnectAsync(nodes[0], "first");
+        var second = await ConnectAsync(nodes[2], "second");
+        var one = await first.Records.GetAsync<Doc>("prices/eur");
+        await ClientEventsTests.WaitUntilAsync(() => provider.Snapshot().Length == 1 && one.HasProvider);
+        var two = await second.Records.GetAsync<Doc>("prices/eur");
+        await ClientEventsTests.WaitUntilAsync(() => two.HasProvider);
+        var offer = Assert.Single(provider.Snapshot());
+        Assert.Equal(("^prices/", "prices/eur"), (offer.Pattern, offer.Name));
+        // Subscribers remain on node 3: the provider stays.
+        await one.DisposeAsync();
+        await Task.Delay(300);
+        Assert.False(offer.Removed.IsCancellationRequested);
+        Assert.Single(provider.Snapshot());
+        await two.DisposeAsync();
+        await ClientEventsTests.WaitUntilAsync(() => offer.Removed.IsCancellationRequested);
+        // Subscribed again: offered again.
+        await using var three = await second.Records.GetAsync<Doc>("prices/eur");
+        await ClientEventsTests.WaitUntilAsync(() => provider.Snapshot().Length == 2 && three.HasProvider);
+    }
+
+    [Fact]
+    public async Task Listeners_on_several_nodes_give_each_name_exactly_one_provider_and_a_reject_passes_it_to_another_node()
+    {
+        var nodes = await StartNodesAsync(3);
+        var willingA = await ConnectAsync(nodes[1], "willing-a");
+        var willingB = await ConnectAsync(nodes[2], "willing-b");
+        var picky = await ConnectAsync(nodes[0], "picky");
+        using var a = new Listener(willingA.Events.Listen("^feed/"), accept: true);
+        using var b = new Listener(willingB.Events.Listen("^feed/"), accept: true);
+        using var p = new Listener(picky.Events.Listen("^feed/"), accept: false);
+        await ListeningOnAsync(nodes[1], 1);
+        await ListeningOnAsync(nodes[2], 1);
+        await ListeningOnAsync(nodes[0], 1);
+        var subscriber = await ConnectAsync(nodes[0], "subscriber");
+        var names = Enumerable.Range(0, 30).Select(i => "feed/" + i).ToArray();
+        var subscriptions = new List<IDisposable>();
+        foreach (var name in names)
+        {
+            subscriptions.Add(await subscriber.Events.SubscribeAsync<string>(name, _ => { }));
+        }
+        await ClientEventsTests.WaitUntilAsync(() => a.Snapshot().Length + b.Snapshot().Length == names.Length);
+        await Task.Delay(300);
+        // Exactly one accepted offer per name, cluster-wide, and the listeners on both other nodes took some.
+        var accepted = a.Snapshot().Concat(b.Snapshot()).Select(o => o.Name).Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(names.Order(StringComparer.Ordinal), accepted);
+        // The picky listener, asked first on about a third of the names, passed each on to a listener on another node.
+        Assert.All(p.Snapshot(), o => Assert.Contains(o.Name, accepted));
+        Assert.NotEmpty(a.Snapshot());
+        Assert.NotEmpty(b.Snapshot());
+        foreach (var s in subscriptions)
+        {
+            s.Dispose();
+        }
+        await ClientEventsTests.WaitUntilAsync(() => a.Snapshot().Concat(b.Snapshot()).All(o => o.Removed.IsCancellationRequested));
+    }
+
+    [Fact]
+    public async Task A_listener_that_comes_later_is_offered_names_already_subscribed_elsewhere_and_takes_over_when_the_provider_node_stops()
+    {
+        var nodes = await StartNodesAsync(3);
+        var subscriber = await ConnectAsync(nodes[0], "subscriber");
+        await using var record = await subscriber.Records.GetAsync<Doc>("game/1");
+        var firstClient = await ConnectAsync(nodes[1], "first");
+        using var first = new Listener(firstClient.Records.Listen("^game/"), accept: true);
+        await ClientEventsTests.WaitUntilAsync(() => first.Snapshot().Length == 1 && record.HasProvider);
+        var secondClient = await ConnectAsync(nodes[2], "second");
+        using var second = new Listener(secondClient.Records.Listen("^game/"), accept: true);
+        await ListeningOnAsync(nodes[2], 1);
+        await Task.Delay(300);
+        Assert.Empty(second.Snapshot()); // the name has its provider
+        await nodes[1].DisposeAsync();
+        await ClientEventsTests.WaitUntilAsync(() => second.Snapshot().Length == 1);
+        await ClientEventsTests.WaitUntilAsync(() => record.HasProvider);
+        Assert.Equal("game/1", second.Snapshot()[0].Name);
     }
 }
 

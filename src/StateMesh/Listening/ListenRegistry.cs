@@ -48,6 +48,9 @@ internal sealed class ListenRegistry : IDisposable
     private readonly Dictionary<string, long> _turnedDownAt = new(StringComparer.Ordinal);
     // Names whose claim is being asked for; no second search starts meanwhile.
     private readonly HashSet<string> _claiming = new(StringComparer.Ordinal);
+    // Names whose claim was asked for again while an earlier ask was on its way (a node gave the name up meanwhile):
+    // if the earlier ask fails, it is asked again, with the nodes tried as the later news said.
+    private readonly Dictionary<string, string[]> _claimAgain = new(StringComparer.Ordinal);
     // Other nodes with listeners on this topic (this node tells them of its subscribers only while there are some).
     private readonly HashSet<string> _listenerNodes = new(StringComparer.Ordinal);
     private volatile int _listenerNodeCount;
@@ -459,6 +462,12 @@ internal sealed class ListenRegistry : IDisposable
         }
         lock (_gate)
         {
+            if (_claiming.Contains(name))
+            {
+                // The claim may have been refused on its way because another node held it then and has given it up since.
+                _claimAgain[name] = tried;
+                return;
+            }
             if (!IsDue(name, ignoreCooldown) || !_claiming.Add(name))
             {
                 return;
@@ -501,13 +510,24 @@ internal sealed class ListenRegistry : IDisposable
     /// <summary>The claim was answered: this node's listeners are asked, unless the name no longer needs it.</summary>
     private void Claimed(string name, List<Listener> candidates, string[] tried, bool claimed)
     {
+        if (!claimed)
+        {
+            string[]? again;
+            lock (_gate)
+            {
+                _claiming.Remove(name);
+                _claimAgain.Remove(name, out again);
+            }
+            if (again is not null)
+            {
+                SearchIfDue(name, again, ignoreCooldown: true);
+            }
+            return;
+        }
         lock (_gate)
         {
             _claiming.Remove(name);
-            if (!claimed)
-            {
-                return;
-            }
+            _claimAgain.Remove(name);
             // The name may have lost its last subscriber, or found a provider elsewhere, while the claim was asked for.
             if (!IsDue(name, ignoreCooldown: true))
             {

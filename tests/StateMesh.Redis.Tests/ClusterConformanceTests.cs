@@ -42,21 +42,21 @@ public abstract class ClusterConformanceTests(StateMeshClusterFixture cluster)
 
 /// <summary>The cluster meets in one redis-server.</summary>
 [Collection(ClusterConformanceCollection.Name)]
-public sealed class ClusterConformanceOverRedisTests(ClusterConformanceOverRedisTests.Fixture cluster)
-    : ClusterConformanceTests(cluster), IClassFixture<ClusterConformanceOverRedisTests.Fixture>
+public sealed class ClusterConformanceOverRedisTests(ClusterOverRedisFixture cluster)
+    : ClusterConformanceTests(cluster), IClassFixture<ClusterOverRedisFixture>;
+
+/// <summary>Three nodes meeting in one redis-server, which a test may stop, kill or start again (<see cref="Redis"/>).</summary>
+public sealed class ClusterOverRedisFixture : StateMeshClusterFixture
 {
-    public sealed class Fixture : StateMeshClusterFixture
+    public RedisServer Redis { get; } = new();
+
+    protected override async Task<string> StartRedisAsync()
     {
-        private readonly RedisServer _redis = new();
-
-        protected override async Task<string> StartRedisAsync()
-        {
-            await _redis.InitializeAsync();
-            return _redis.Configuration;
-        }
-
-        protected override Task StopRedisAsync() => _redis.DisposeAsync();
+        await Redis.InitializeAsync();
+        return Redis.Configuration;
     }
+
+    protected override Task StopRedisAsync() => Redis.DisposeAsync();
 }
 
 /// <summary>The cluster meets in a three-master Redis Cluster.</summary>

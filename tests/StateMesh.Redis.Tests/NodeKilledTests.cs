@@ -6,21 +6,8 @@ namespace StateMesh.Redis.Tests;
 
 /// <summary>Three StateMesh.Server processes on Redis and PostgreSQL; one is killed with kill -9.</summary>
 [Collection(ClusterConformanceCollection.Name)]
-public sealed class NodeKilledTests(NodeKilledTests.Fixture cluster) : IClassFixture<NodeKilledTests.Fixture>
+public sealed class NodeKilledTests(ClusterOverRedisFixture cluster) : IClassFixture<ClusterOverRedisFixture>
 {
-    public sealed class Fixture : StateMeshClusterFixture
-    {
-        private readonly RedisServer _redis = new();
-
-        protected override async Task<string> StartRedisAsync()
-        {
-            await _redis.InitializeAsync();
-            return _redis.Configuration;
-        }
-
-        protected override Task StopRedisAsync() => _redis.DisposeAsync();
-    }
-
     private static Task<StateMeshClient> ConnectAsync(int port, string user) =>
         StateMeshClient.ConnectAsync($"tcp://127.0.0.1:{port}", new { username = user }, new StateMeshClientOptions { MaxReconnectAttempts = 0 });
 

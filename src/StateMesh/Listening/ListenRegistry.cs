@@ -862,6 +862,11 @@ internal sealed class ListenRegistry : IDisposable
             // Names the left node was asking its listeners about (it held their claim, now free) may be due here.
             again.AddRange(_remoteInterest.Keys);
         }
+        if (_listeners.Length == 0)
+        {
+            // Nothing here to offer a name to: a node without listeners only had to forget the left node.
+            return;
+        }
         again.AddRange(_subscribers().Names);
         foreach (var name in again.Distinct(StringComparer.Ordinal))
         {

@@ -53,18 +53,21 @@ public sealed class ClusterConformanceOverRedisClusterTests(ClusterConformanceOv
     }
 }
 
-/// <summary>Three nodes meeting in one redis-server of their own (each test class that uses it has its own cluster).</summary>
+/// <summary>
+/// Three nodes meeting in one redis-server, which a test may stop, kill or start again (<see cref="Redis"/>); a class
+/// that restarts nodes derives its own fixture, so that its restarts never disturb the classes that share this one.
+/// </summary>
 public class ClusterOverRedisFixture : StateMeshClusterFixture
 {
-    private readonly RedisServer _redis = new();
+    public RedisServer Redis { get; } = new();
 
     protected override async Task<string> StartRedisAsync()
     {
-        await _redis.InitializeAsync();
-        return _redis.Configuration;
+        await Redis.InitializeAsync();
+        return Redis.Configuration;
     }
 
-    protected override Task StopRedisAsync() => _redis.DisposeAsync();
+    protected override Task StopRedisAsync() => Redis.DisposeAsync();
 }
 
 /// <summary>One cluster at a time: each is seven processes, more than a small machine runs twice over.</summary>

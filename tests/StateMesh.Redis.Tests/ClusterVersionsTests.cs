@@ -11,21 +11,8 @@ namespace StateMesh.Redis.Tests;
 /// kill -9, and not when Redis restarts empty (the versions it held are lost; PostgreSQL has every shown one).
 /// </summary>
 [Collection(ClusterConformanceCollection.Name)]
-public sealed class ClusterVersionsTests(ClusterVersionsTests.Fixture cluster) : IClassFixture<ClusterVersionsTests.Fixture>
+public sealed class ClusterVersionsTests(ClusterOverRedisFixture cluster) : IClassFixture<ClusterOverRedisFixture>
 {
-    public sealed class Fixture : StateMeshClusterFixture
-    {
-        public RedisServer Redis { get; } = new();
-
-        protected override async Task<string> StartRedisAsync()
-        {
-            await Redis.InitializeAsync();
-            return Redis.Configuration;
-        }
-
-        protected override Task StopRedisAsync() => Redis.DisposeAsync();
-    }
-
     private const string Name = "versions/1";
 
     private static Message Write(string data, string cid) => new()

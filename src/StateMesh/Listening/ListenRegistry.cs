@@ -33,9 +33,11 @@ internal sealed class ListenRegistry : IDisposable
     // Names per interest reply, well below the native codec's bound on names per message.
     private const int NamesPerSignal = 500;
 
-    // A search another node's news starts waits up to this long, at random, before it claims the name: nodes hear the
-    // news at nearly the same moment, and without it the first in the bus's order would always win.
-    private const int RemoteSearchSpreadMilliseconds = 20;
+    // A search another node's news starts waits its turn before it claims the name: the listening nodes not yet tried
+    // are ranked by a hash of the name and the node (the same on every node), and each waits this long per place
+    // ahead of it. Nodes hear the news at nearly the same moment; without turns the first in the bus's order, or the
+    // least loaded, would always win, and with them each node is first for its share of the names.
+    private const int RemoteSearchTurnMilliseconds = 50;
 
     private readonly NodeEngine _node;
     private readonly Topic _topic;
@@ -48,6 +50,9 @@ internal sealed class ListenRegistry : IDisposable
     private readonly Dictionary<string, long> _turnedDownAt = new(StringComparer.Ordinal);
     // Names whose claim is being asked for; no second search starts meanwhile.
     private readonly HashSet<string> _claiming = new(StringComparer.Ordinal);
+    // Names whose claim was asked for again while an earlier ask was on its way (a node gave the name up meanwhile):
+    // if the earlier ask fails, it is asked again, with the nodes tried as the later news said.
+    private readonly Dictionary<string, string[]> _claimAgain = new(StringComparer.Ordinal);
     // Other nodes with listeners on this topic (this node tells them of its subscribers only while there are some).
     private readonly HashSet<string> _listenerNodes = new(StringComparer.Ordinal);
     private volatile int _listenerNodeCount;
@@ -459,6 +464,12 @@ internal sealed class ListenRegistry : IDisposable
         }
         lock (_gate)
         {
+            if (_claiming.Contains(name))
+            {
+                // The claim may have been refused on its way because another node held it then and has given it up since.
+                _claimAgain[name] = tried;
+                return;
+            }
             if (!IsDue(name, ignoreCooldown) || !_claiming.Add(name))
             {
                 return;
@@ -501,13 +512,24 @@ internal sealed class ListenRegistry : IDisposable
     /// <summary>The claim was answered: this node's listeners are asked, unless the name no longer needs it.</summary>
     private void Claimed(string name, List<Listener> candidates, string[] tried, bool claimed)
     {
+        if (!claimed)
+        {
+            string[]? again;
+            lock (_gate)
+            {
+                _claiming.Remove(name);
+                _claimAgain.Remove(name, out again);
+            }
+            if (again is not null)
+            {
+                SearchIfDue(name, again, ignoreCooldown: false);
+            }
+            return;
+        }
         lock (_gate)
         {
             _claiming.Remove(name);
-            if (!claimed)
-            {
-                return;
-            }
+            _claimAgain.Remove(name);
             // The name may have lost its last subscriber, or found a provider elsewhere, while the claim was asked for.
             if (!IsDue(name, ignoreCooldown: true))
             {
@@ -758,16 +780,44 @@ internal sealed class ListenRegistry : IDisposable
         SearchSoon(name, []);
     }
 
-    /// <summary>A search started by another node's news: after a random spread, so that no node always wins the claim.</summary>
+    /// <summary>A search started by another node's news: at this node's turn for the name (see <see cref="RemoteSearchTurnMilliseconds"/>).</summary>
     private void SearchSoon(string name, string[] tried)
     {
+        int ahead;
+        lock (_gate)
+        {
+            var mine = Rank(name, Self);
+            ahead = _listenerNodes.Count(n => !tried.Contains(n, StringComparer.Ordinal) && Rank(name, n) < mine);
+        }
+        if (ahead == 0)
+        {
+            SearchIfDue(name, tried, ignoreCooldown: false);
+            return;
+        }
         var state = new SoonState(this, name, tried);
         state.Timer = _node.Time.CreateTimer(static s =>
         {
             var soon = (SoonState)s!;
             soon.Timer?.Dispose();
-            soon.Registry.SearchIfDue(soon.Name, soon.Tried, ignoreCooldown: true);
-        }, state, TimeSpan.FromMilliseconds(Random.Shared.Next(RemoteSearchSpreadMilliseconds)), Timeout.InfiniteTimeSpan);
+            // Another node's news never makes this node ask its listeners again about a name they just turned down.
+            soon.Registry.SearchIfDue(soon.Name, soon.Tried, ignoreCooldown: false);
+        }, state, TimeSpan.FromMilliseconds(ahead * RemoteSearchTurnMilliseconds), Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>A node's place for a name: FNV-1a over both, the same in every process (unlike string hash codes).</summary>
+    private static uint Rank(string name, string node)
+    {
+        var hash = 2166136261u;
+        foreach (var c in name)
+        {
+            hash = (hash ^ c) * 16777619u;
+        }
+        hash = (hash ^ '/') * 16777619u;
+        foreach (var c in node)
+        {
+            hash = (hash ^ c) * 16777619u;
+        }
+        return hash;
     }
 
     private sealed class SoonState(ListenRegistry registry, string name, string[] tried)
@@ -811,6 +861,11 @@ internal sealed class ListenRegistry : IDisposable
             }
             // Names the left node was asking its listeners about (it held their claim, now free) may be due here.
             again.AddRange(_remoteInterest.Keys);
+        }
+        if (_listeners.Length == 0)
+        {
+            // Nothing here to offer a name to: a node without listeners only had to forget the left node.
+            return;
         }
         again.AddRange(_subscribers().Names);
         foreach (var name in again.Distinct(StringComparer.Ordinal))

@@ -986,6 +986,7 @@ internal sealed class RecordsTopic
     /// </summary>
     private Task ShowWhenDurable(string name, RecordState? before, RecordState state, Task durable, Message broadcast, Session writer)
     {
+        Task? marking = null;
         if (durable.IsCompletedSuccessfully && !_pending.ContainsKey(name))
         {
             var marked = MarkShown(name, state);
@@ -995,6 +996,8 @@ internal sealed class RecordsTopic
                 PublishChange(name, state);
                 return Task.CompletedTask;
             }
+            // Still on its way (a shared store): the ordered path below waits for this one instead of marking again.
+            marking = marked.AsTask();
         }
         while (true)
         {
@@ -1012,12 +1015,12 @@ internal sealed class RecordsTopic
                 done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 pending.Tail = done.Task;
             }
-            _ = ShowAsync(name, pending, previous, state, durable, broadcast, writer, done);
+            _ = ShowAsync(name, pending, previous, state, durable, marking, broadcast, writer, done);
             return done.Task;
         }
     }
 
-    private async Task ShowAsync(string name, Pending pending, Task previous, RecordState state, Task durable, Message broadcast, Session writer, TaskCompletionSource done)
+    private async Task ShowAsync(string name, Pending pending, Task previous, RecordState state, Task durable, Task? marking, Message broadcast, Session writer, TaskCompletionSource done)
     {
         var stored = true;
         try
@@ -1032,7 +1035,7 @@ internal sealed class RecordsTopic
         await previous.ConfigureAwait(false);
         if (stored)
         {
-            await MarkShown(name, state).ConfigureAwait(false);
+            await (marking ?? MarkShown(name, state).AsTask()).ConfigureAwait(false);
         }
         var recover = false;
         lock (pending)

@@ -19,6 +19,8 @@ const RESTART_TIMEOUT = 30000
 const QUIET = 300
 const OPTIONS = {
   subscriptionInterval: 20,
+  // A discarded record is unsubscribed after this long (5 s by default), longer than a step waits for its effect.
+  recordDiscardTimeout: 20,
   // Try again every 250 ms, for 30 s, to reach a node that went down (deepstream's e2e clients retry quickly too).
   reconnectIntervalIncrement: 250,
   maxReconnectInterval: 250,

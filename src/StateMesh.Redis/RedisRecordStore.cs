@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using StackExchange.Redis;
 using StateMesh.Storage;
 
@@ -11,16 +12,23 @@ namespace StateMesh.Redis;
 /// </summary>
 public sealed class RedisRecordStore : IRecordStore
 {
-    // KEYS[1] the record; ARGV expected version (-1: only if absent), new version, new data.
+    // KEYS[1] the record; ARGV expected version (-1: only if absent), SHA-1 (hex) of the expected data, new version,
+    // new data, SHA-1 of the new data. The version and the hash of the data are compared: a node may build a write on
+    // one of its own still in flight, which must fail if another node took that version meanwhile (same version, other
+    // data). A record stored without 'h' has its hash computed here once.
     // Returns {1} when set; {0} when the record is absent and a version was expected; {0, v, d} on a conflict.
     private const string CompareAndSetScript = """
-        local v = redis.call('HGET', KEYS[1], 'v')
-        if v == false then
+        local cur = redis.call('HMGET', KEYS[1], 'v', 'h')
+        if cur[1] == false then
           if ARGV[1] ~= '-1' then return {0} end
-        elseif v ~= ARGV[1] then
-          return {0, v, redis.call('HGET', KEYS[1], 'd')}
+        else
+          local h = cur[2]
+          if h == false and cur[1] == ARGV[1] then h = redis.sha1hex(redis.call('HGET', KEYS[1], 'd')) end
+          if cur[1] ~= ARGV[1] or h ~= ARGV[2] then
+            return {0, cur[1], redis.call('HGET', KEYS[1], 'd')}
+          end
         end
-        redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+        redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[4], 'h', ARGV[5])
         return {1}
         """;
 
@@ -64,10 +72,11 @@ public sealed class RedisRecordStore : IRecordStore
         fields[0].IsNull || fields[1].IsNull ? null : new RecordState((int)fields[0], (byte[])fields[1]!);
 
     /// <inheritdoc />
-    public async ValueTask<CompareAndSetResult> CompareAndSetAsync(string name, int expectedVersion, RecordState next, CancellationToken cancellationToken)
+    public async ValueTask<CompareAndSetResult> CompareAndSetAsync(string name, RecordState? expected, RecordState next, CancellationToken cancellationToken)
     {
         var result = (RedisResult[])(await Database.ScriptEvaluateAsync(CompareAndSetScript, [KeyOf(name)],
-            [expectedVersion, next.Version, next.Data]).WaitAsync(cancellationToken).ConfigureAwait(false))!;
+            [expected?.Version ?? -1, expected is { } e ? HashOf(e.Data) : "", next.Version, next.Data, HashOf(next.Data)])
+            .WaitAsync(cancellationToken).ConfigureAwait(false))!;
         if ((int)result[0] == 1)
         {
             return new CompareAndSetResult(true, null);
@@ -75,6 +84,14 @@ public sealed class RedisRecordStore : IRecordStore
         return result.Length < 3
             ? new CompareAndSetResult(false, null)
             : new CompareAndSetResult(false, new RecordState((int)result[1], (byte[])result[2]!));
+    }
+
+    /// <summary>The hash the compare-and-set compares: SHA-1 as lowercase hex, as Redis's own <c>redis.sha1hex</c> writes it.</summary>
+    internal static string HashOf(ReadOnlyMemory<byte> data)
+    {
+        Span<byte> hash = stackalloc byte[SHA1.HashSizeInBytes];
+        SHA1.HashData(data.Span, hash);
+        return Convert.ToHexStringLower(hash);
     }
 
     /// <inheritdoc />

@@ -51,7 +51,15 @@ internal sealed class RecordsTopic
         public bool Dead;
         public bool Failed;
         public Task Tail = Task.CompletedTask;
+
+        /// <summary>Completes once the store's answers to every write so far are taken (and the accepted sent to storage).</summary>
+        public Task<Task?> Accepted = NoneOnTheWay;
+
+        /// <summary>The newest write sent to a store that answers later and not refused since (see <see cref="TipOf"/>).</summary>
+        public RecordState? Tip;
     }
+
+    private static readonly Task<Task?> NoneOnTheWay = Task.FromResult<Task?>(Task.CompletedTask);
 
     public RecordsTopic(NodeEngine node, IRecordStore store, IRecordStorage storage)
     {
@@ -126,6 +134,11 @@ internal sealed class RecordsTopic
                 if (!pending.Dead && (pending.Shown is not { } shown || shown.Version < version))
                 {
                     pending.Shown = new RecordState(version, data);
+                }
+                if (pending.Tip is { } tip && tip.Version <= version)
+                {
+                    // Another node wrote the record: this node's next write asks the store, not its own newest.
+                    pending.Tip = null;
                 }
                 BroadcastLocally(name, version, change, null);
             }
@@ -252,7 +265,7 @@ internal sealed class RecordsTopic
             CompareAndSetResult promoted;
             try
             {
-                promoted = await _store.CompareAndSetAsync(name, -1, found, CancellationToken.None).ConfigureAwait(false);
+                promoted = await _store.CompareAndSetAsync(name, null, found, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
@@ -339,7 +352,7 @@ internal sealed class RecordsTopic
             CompareAndSetResult created;
             try
             {
-                created = await _store.CompareAndSetAsync(name, -1, RecordState.Empty, CancellationToken.None).ConfigureAwait(false);
+                created = await _store.CompareAndSetAsync(name, null, RecordState.Empty, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
@@ -813,17 +826,33 @@ internal sealed class RecordsTopic
             }
         }
 
-        Task? durable = null;
+        Task<Task?>? accepted = null;
         Task? shown = null;
         Task? conflictShown = null;
         using (await LockAsync(name).ConfigureAwait(false))
         {
             await RetireIfFailedAsync(name).ConfigureAwait(false);
-            var loaded = await LoadAsync(name).ConfigureAwait(false);
+            // While this node's own writes of the record are on their way to the store, the next builds on the newest of
+            // them (the store compares data as well as version, so it fails if another node came between). A write that
+            // asks for "the next version" (-1) is built on what the store holds, read after those writes.
+            var tip = requested == -1 ? null : TipOf(name);
+            var loaded = tip is { } t ? new Loaded(t, null, null) : await LoadAsync(name).ConfigureAwait(false);
             if (loaded.Error is not null)
             {
                 SendLoadError(session, message, name, loaded);
                 return;
+            }
+            var check = RecordVersions.Check((loaded.State ?? RecordState.Empty).Version, requested, out var version);
+            if (tip is not null && check != VersionCheck.Next)
+            {
+                // Ahead of this node's newest (another node's change it saw) or behind it: the store decides.
+                loaded = await LoadAsync(name).ConfigureAwait(false);
+                if (loaded.Error is not null)
+                {
+                    SendLoadError(session, message, name, loaded);
+                    return;
+                }
+                check = RecordVersions.Check((loaded.State ?? RecordState.Empty).Version, requested, out version);
             }
             var exists = loaded.State is not null;
             if (!exists && !upsert)
@@ -832,7 +861,7 @@ internal sealed class RecordsTopic
                 return;
             }
             var current = loaded.State ?? RecordState.Empty;
-            switch (RecordVersions.Check(current.Version, requested, out var version))
+            switch (check)
             {
                 case VersionCheck.Exists:
                     // The writer is shown the record as it is, once what it conflicts with is durable (never before).
@@ -870,44 +899,53 @@ internal sealed class RecordsTopic
                 }
                 var state = new RecordState(version, next);
                 var excluded = IsExcluded(name);
-                if (!excluded)
-                {
-                    // Back-pressure: past the bound of writes waiting for storage, the writer waits here.
-                    await _storageSlots.WaitAsync().ConfigureAwait(false);
-                }
-                CompareAndSetResult swapped;
+                // Back-pressure: past the bound of writes on their way (to the store, and to storage unless excluded),
+                // the writer waits here.
+                await _storageSlots.WaitAsync().ConfigureAwait(false);
+                ValueTask<CompareAndSetResult> swap;
                 try
                 {
-                    swapped = await _store.CompareAndSetAsync(name, exists ? current.Version : -1, state, CancellationToken.None).ConfigureAwait(false);
+                    swap = _store.CompareAndSetAsync(name, exists ? current : null, state, CancellationToken.None);
                 }
                 catch (Exception ex)
                 {
-                    if (!excluded)
-                    {
-                        _storageSlots.Release();
-                    }
-                    // The record store is away (in a cluster: Redis): nothing was accepted; the writer hears it plainly.
-                    RecordLog.StoreFailed(_node.Logger, name, version, ex);
-                    session.SendError(message, (int)RecordAction.RecordUpdateError, "the record store is not available; the write was not accepted");
-                    return;
-                }
-                if (!swapped.Succeeded)
-                {
-                    if (!excluded)
-                    {
-                        _storageSlots.Release();
-                    }
-                    // Another node won this version: the writer merges as with any conflict, with what may be shown.
-                    var now = await ShownOrEmptyAsync(name, swapped.Current ?? RecordState.Empty).ConfigureAwait(false);
-                    session.Send(WriteError(message, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
-                    return;
+                    swap = ValueTask.FromException<CompareAndSetResult>(ex);
                 }
                 var broadcast = patch || erase
                     ? new Message { Topic = Topic.Record, Action = (int)RecordAction.Patch, Name = name, Version = version, Path = message.Path, Data = erase ? null : message.Data }
                     : new Message { Topic = Topic.Record, Action = (int)RecordAction.Update, Name = name, Version = version, Data = next };
-                durable = excluded ? Task.CompletedTask : PersistAsync(name, state, releaseSlot: true);
-                shown = ShowWhenDurable(name, loaded.State, state, durable, broadcast, session);
-                if (!excluded && Registry.Get(name).Length == 0)
+                if (swap.IsCompleted && !Accepting(name))
+                {
+                    // The store answered at once (it is this process's memory), and no earlier answer is awaited.
+                    CompareAndSetResult swapped;
+                    try
+                    {
+                        swapped = swap.Result;
+                    }
+                    catch (Exception ex)
+                    {
+                        _storageSlots.Release();
+                        StoreUnavailable(session, message, name, version, ex);
+                        return;
+                    }
+                    if (!swapped.Succeeded)
+                    {
+                        _storageSlots.Release();
+                        // Another node won this version: the writer merges as with any conflict, with what may be shown.
+                        var now = await ShownOrEmptyAsync(name, swapped.Current ?? RecordState.Empty).ConfigureAwait(false);
+                        session.Send(WriteError(message, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
+                        return;
+                    }
+                    accepted = Task.FromResult<Task?>(Persist(name, state, excluded));
+                    shown = ShowWhenDurable(name, loaded.State, state, accepted, broadcast, session);
+                }
+                else
+                {
+                    // The store answers later (in a cluster: Redis). The writer's connection goes on to its next message
+                    // meanwhile; the answers are taken in the order the writes were sent.
+                    shown = ShowWhenAccepted(name, loaded.State, state, swap, excluded, broadcast, session, message, out accepted);
+                }
+                if (Registry.Get(name).Length == 0)
                 {
                     Remember(name, next.Length);
                 }
@@ -927,8 +965,55 @@ internal sealed class RecordsTopic
         }
         if (message.IsWriteAck)
         {
-            _ = AcknowledgeWhenDurableAsync(session, message, durable!, shown!);
+            _ = AcknowledgeWhenDurableAsync(session, message, accepted!, shown!);
         }
+    }
+
+    /// <summary>The record store is away (in a cluster: Redis): nothing was accepted; the writer hears it plainly.</summary>
+    private void StoreUnavailable(Session session, Message message, string name, int version, Exception ex)
+    {
+        RecordLog.StoreFailed(_node.Logger, name, version, ex);
+        session.SendError(message, (int)RecordAction.RecordUpdateError, "the record store is not available; the write was not accepted");
+    }
+
+    /// <summary>An accepted write on its way to storage (excluded names are done at once); its storage slot is given back when it is.</summary>
+    private Task Persist(string name, RecordState state, bool excluded)
+    {
+        if (excluded)
+        {
+            _storageSlots.Release();
+            return Task.CompletedTask;
+        }
+        return PersistAsync(name, state, releaseSlot: true);
+    }
+
+    /// <summary>True while the store's answer to a write of the record is awaited.</summary>
+    private bool Accepting(string name)
+    {
+        if (_pending.TryGetValue(name, out var pending))
+        {
+            lock (pending)
+            {
+                return !pending.Dead && !pending.Accepted.IsCompleted;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// The newest write this node sent the store for the record and has not yet heard refused, while any of its writes
+    /// of the record are on their way (null otherwise, or when one was refused since).
+    /// </summary>
+    private RecordState? TipOf(string name)
+    {
+        if (_pending.TryGetValue(name, out var pending))
+        {
+            lock (pending)
+            {
+                return pending.Dead ? null : pending.Tip;
+            }
+        }
+        return null;
     }
 
     /// <summary>
@@ -983,11 +1068,12 @@ internal sealed class RecordsTopic
     /// <summary>
     /// Broadcasts an accepted write once it is durable, after every earlier write of the record (so versions go out in
     /// order). Under the record's lock. A write already durable with nothing before it goes out at once.
+    /// <paramref name="accepted"/> is complete: the store took the write and the task it holds is its way to storage.
     /// </summary>
-    private Task ShowWhenDurable(string name, RecordState? before, RecordState state, Task durable, Message broadcast, Session writer)
+    private Task ShowWhenDurable(string name, RecordState? before, RecordState state, Task<Task?> accepted, Message broadcast, Session writer)
     {
         Task? marking = null;
-        if (durable.IsCompletedSuccessfully && !_pending.ContainsKey(name))
+        if (accepted.Result is { IsCompletedSuccessfully: true } && !_pending.ContainsKey(name))
         {
             var marked = MarkShown(name, state);
             if (marked.IsCompletedSuccessfully)
@@ -996,14 +1082,36 @@ internal sealed class RecordsTopic
                 PublishChange(name, state);
                 return Task.CompletedTask;
             }
-            // Still on its way (a shared store): the ordered path below waits for this one instead of marking again.
+            // Still on its way (a shared store): the ordered path below does not mark it again.
             marking = marked.AsTask();
         }
+        return Chain(name, before, state, broadcast, writer, marking, null, (_, _) => accepted);
+    }
+
+    /// <summary>
+    /// A write the store answers later. It joins the record's chain at once: its answer is taken after those of the
+    /// writes before it, and only then does it go to storage, so storage sees the record's writes in version order. A
+    /// refused write is answered VERSION_EXISTS (an error when the store is away) and leaves the chain without a
+    /// broadcast; the writes built on it are refused by the store too. Under the record's lock.
+    /// </summary>
+    private Task ShowWhenAccepted(string name, RecordState? before, RecordState state, ValueTask<CompareAndSetResult> swap, bool excluded, Message broadcast, Session writer, Message request, out Task<Task?> accepted)
+    {
+        Task<Task?>? taken = null;
+        var shown = Chain(name, before, state, broadcast, writer, null, swap.IsCompleted ? null : state,
+            (pending, previous) => taken = AcceptInOrderAsync(name, pending, previous, swap, state, excluded, writer, request));
+        accepted = taken!;
+        return shown;
+    }
+
+    /// <summary>Adds a write to the record's chain of writes on their way; the returned task completes once it is shown (or left out).</summary>
+    private Task Chain(string name, RecordState? before, RecordState state, Message broadcast, Session writer, Task? marking, RecordState? tip, Func<Pending, Task<Task?>, Task<Task?>> accept)
+    {
         while (true)
         {
             var pending = _pending.GetOrAdd(name, static (_, shown) => new Pending(shown), before);
             TaskCompletionSource done;
             Task previous;
+            Task<Task?> accepted;
             lock (pending)
             {
                 if (pending.Dead)
@@ -1014,29 +1122,95 @@ internal sealed class RecordsTopic
                 previous = pending.Tail;
                 done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 pending.Tail = done.Task;
+                accepted = accept(pending, pending.Accepted);
+                pending.Accepted = accepted;
+                if (tip is not null)
+                {
+                    pending.Tip = tip;
+                }
             }
-            _ = ShowAsync(name, pending, previous, state, durable, marking, broadcast, writer, done);
+            _ = ShowAsync(name, pending, previous, state, accepted, marking, broadcast, writer, done);
             return done.Task;
         }
     }
 
-    private async Task ShowAsync(string name, Pending pending, Task previous, RecordState state, Task durable, Task? marking, Message broadcast, Session writer, TaskCompletionSource done)
+    /// <summary>
+    /// Takes the store's answer to a write after those of the writes before it; an accepted write goes to storage
+    /// then. Null when the store refused it (the writer has been told). Never throws.
+    /// </summary>
+    private async Task<Task?> AcceptInOrderAsync(string name, Pending pending, Task<Task?> previous, ValueTask<CompareAndSetResult> swap, RecordState state, bool excluded, Session writer, Message request)
     {
-        var stored = true;
+        await previous.ConfigureAwait(false);
+        CompareAndSetResult swapped;
         try
         {
-            await durable.ConfigureAwait(false);
+            swapped = await swap.ConfigureAwait(false);
         }
-        catch (Exception)
+        catch (Exception ex)
         {
-            // Logged by PersistAsync; the writer hears of it through its acknowledgement.
-            stored = false;
+            _storageSlots.Release();
+            ForgetTip(pending, state);
+            StoreUnavailable(writer, request, name, state.Version, ex);
+            return null;
+        }
+        if (!swapped.Succeeded)
+        {
+            _storageSlots.Release();
+            ForgetTip(pending, state);
+            _ = AnswerConflictAsync(writer, request, name, swapped.Current ?? RecordState.Empty);
+            return null;
+        }
+        return Persist(name, state, excluded);
+    }
+
+    /// <summary>A write was refused: the node's newest write of the record, built on it or on one before it, is no base for the next.</summary>
+    private static void ForgetTip(Pending pending, RecordState refused)
+    {
+        lock (pending)
+        {
+            if (pending.Tip is { } tip && tip.Version >= refused.Version)
+            {
+                pending.Tip = null;
+            }
+        }
+    }
+
+    private async Task AnswerConflictAsync(Session writer, Message request, string name, RecordState current)
+    {
+        try
+        {
+            var now = await ShownOrEmptyAsync(name, current).ConfigureAwait(false);
+            writer.Send(WriteError(request, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
+        }
+        catch (Exception ex)
+        {
+            RecordLog.LoadFailed(_node.Logger, name, ex);
+        }
+    }
+
+    private async Task ShowAsync(string name, Pending pending, Task previous, RecordState state, Task<Task?> accepted, Task? marking, Message broadcast, Session writer, TaskCompletionSource done)
+    {
+        var durable = await accepted.ConfigureAwait(false);
+        var stored = durable is not null;
+        if (durable is not null)
+        {
+            try
+            {
+                await durable.ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // Logged by PersistAsync; the writer hears of it through its acknowledgement.
+                stored = false;
+            }
+            if (stored)
+            {
+                // Sent before this write's broadcast goes to the other nodes (one connection keeps the order), not
+                // waited for: a mark never moves back, and marks need not take one round trip each.
+                marking ??= MarkShown(name, state).AsTask();
+            }
         }
         await previous.ConfigureAwait(false);
-        if (stored)
-        {
-            await (marking ?? MarkShown(name, state).AsTask()).ConfigureAwait(false);
-        }
         var recover = false;
         lock (pending)
         {
@@ -1050,8 +1224,10 @@ internal sealed class RecordsTopic
                         pending.Shown = state;
                     }
                     BroadcastLocally(name, state.Version, broadcast, writer);
+                    // Before the next write of the chain may go: the other nodes are told the versions in order.
+                    PublishChange(name, state);
                 }
-                else
+                else if (durable is not null)
                 {
                     pending.Failed = true;
                 }
@@ -1067,10 +1243,6 @@ internal sealed class RecordsTopic
                 }
                 done.SetResult();
             }
-        }
-        if (stored)
-        {
-            PublishChange(name, state);
         }
         if (recover)
         {
@@ -1241,8 +1413,13 @@ internal sealed class RecordsTopic
         }
     }
 
-    private async Task AcknowledgeWhenDurableAsync(Session session, Message request, Task durable, Task shown)
+    private async Task AcknowledgeWhenDurableAsync(Session session, Message request, Task<Task?> accepted, Task shown)
     {
+        if (await accepted.ConfigureAwait(false) is not { } durable)
+        {
+            // Refused by the store: the writer was told why.
+            return;
+        }
         try
         {
             await durable.ConfigureAwait(false);

@@ -19,13 +19,13 @@ public sealed class MemoryRecordStore : IRecordStore
         ValueTask.FromResult<RecordState?>(_records.TryGetValue(name, out var state) ? state : null);
 
     /// <inheritdoc />
-    public ValueTask<CompareAndSetResult> CompareAndSetAsync(string name, int expectedVersion, RecordState next, CancellationToken cancellationToken)
+    public ValueTask<CompareAndSetResult> CompareAndSetAsync(string name, RecordState? expected, RecordState next, CancellationToken cancellationToken)
     {
         while (true)
         {
             if (_records.TryGetValue(name, out var current))
             {
-                if (current.Version != expectedVersion)
+                if (expected is not { } e || !current.IsSameAs(e))
                 {
                     return ValueTask.FromResult(new CompareAndSetResult(false, current));
                 }
@@ -36,7 +36,7 @@ public sealed class MemoryRecordStore : IRecordStore
             }
             else
             {
-                if (expectedVersion != -1)
+                if (expected is not null)
                 {
                     return ValueTask.FromResult(new CompareAndSetResult(false, null));
                 }

@@ -7,6 +7,10 @@ public readonly record struct RecordState(int Version, ReadOnlyMemory<byte> Data
 {
     /// <summary>A record as it is created: version 0, <c>{}</c>.</summary>
     public static RecordState Empty { get; } = new(0, "{}"u8.ToArray());
+
+    /// <summary>The same version and the same bytes (at once when both are the same memory, as a store's own state is).</summary>
+    public bool IsSameAs(RecordState other) =>
+        Version == other.Version && (Data.Equals(other.Data) || Data.Span.SequenceEqual(other.Data.Span));
 }
 
 /// <summary>The outcome of a compare-and-set.</summary>
@@ -24,10 +28,12 @@ public interface IRecordStore
     ValueTask<RecordState?> GetAsync(string name, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Stores <paramref name="next"/> only if the record's version is <paramref name="expectedVersion"/>
-    /// (-1: only if the store does not hold the record).
+    /// Stores <paramref name="next"/> only if the record is <paramref name="expected"/>, its version and its data
+    /// (null: only if the store does not hold the record). Comparing the data too is what lets a node build a write on
+    /// one of its own that the store has not answered yet: if another node took that version, the data differs and the
+    /// write fails, even when the versions match. A store answers the compare-and-sets of one caller in call order.
     /// </summary>
-    ValueTask<CompareAndSetResult> CompareAndSetAsync(string name, int expectedVersion, RecordState next, CancellationToken cancellationToken);
+    ValueTask<CompareAndSetResult> CompareAndSetAsync(string name, RecordState? expected, RecordState next, CancellationToken cancellationToken);
 
     /// <summary>Forgets the record (deleted, or invalidated so that the next read goes to storage).</summary>
     ValueTask RemoveAsync(string name, CancellationToken cancellationToken);

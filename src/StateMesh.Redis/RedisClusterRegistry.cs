@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using StackExchange.Redis;
@@ -12,6 +13,13 @@ namespace StateMesh.Redis;
 /// sets and says so on the <c>members</c> channel. A named set is a Redis set of node names (<c>s:&lt;set&gt;</c>);
 /// reading it keeps only live nodes, so a dead node's entries never route anything.
 /// </summary>
+/// <remarks>
+/// What a node read of a set is kept for at most <see cref="RedisClusterOptions.NodeTimeout"/> (the time a dead node
+/// may go unnoticed anyway), so an RPC call to another node costs no read of its set: a node that joins or leaves a
+/// set says so on the <c>members</c> channel (<c>set:&lt;set&gt;</c>), and every node forgets what it read of it. A read
+/// that a change overlapped is not kept; which of its nodes are alive is worked out again when nodes come or go. A
+/// connection to Redis restored forgets everything (changes said while it was away were not heard).
+/// </remarks>
 public sealed class RedisClusterRegistry : IClusterRegistry
 {
     private readonly RedisClusterBus _bus;
@@ -28,6 +36,15 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     private ChannelMessageQueue? _members;
     private bool _stopped;
     private volatile bool _dirty;
+    // What this node read of each set, and when (Environment.TickCount64); bounded by MaxKeptSets.
+    private readonly ConcurrentDictionary<string, KeptSet> _kept = new(StringComparer.Ordinal);
+    // Bumped by every change heard of: a read that a change overlapped is not kept.
+    private long _changes;
+
+    private const int MaxKeptSets = 10_000;
+
+    // Members as read; Alive: those of them alive (never this node) as Live, the live nodes then, says.
+    private sealed record KeptSet(string[] Members, long ReadAt, HashSet<string> Live, IReadOnlyList<string> Alive);
 
     /// <summary>A registry over the bus's connection (it connects when the node starts).</summary>
     public RedisClusterRegistry(RedisClusterBus bus, RedisClusterOptions options, ILoggerFactory? loggerFactory = null)
@@ -83,11 +100,20 @@ public sealed class RedisClusterRegistry : IClusterRegistry
         _members.OnMessage(m =>
         {
             var text = (string?)m.Message;
-            if (text is not null && text.StartsWith("left:", StringComparison.Ordinal) && text[5..] is var left && left != _nodeName)
+            if (text is null)
+            {
+                return;
+            }
+            if (text.StartsWith("set:", StringComparison.Ordinal))
+            {
+                Changed(text[4..]);
+            }
+            else if (text.StartsWith("left:", StringComparison.Ordinal) && text[5..] is var left && left != _nodeName)
             {
                 Gone(left);
             }
         });
+        _bus.Redis.ConnectionRestored += (_, _) => ForgetAll(); // changes said while away were not heard
         // Present before serving anyone, and knowing the others: no gap after a join.
         await Database.SortedSetAddAsync(NodesKey, nodeName, Now).WaitAsync(cancellationToken).ConfigureAwait(false);
         var alive = await Database.SortedSetRangeByScoreAsync(NodesKey, Now - _options.NodeTimeout.TotalMilliseconds, double.PositiveInfinity).WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -131,6 +157,7 @@ public sealed class RedisClusterRegistry : IClusterRegistry
         var sets = _mine.Names;
         var db = Database;
         await Task.WhenAll(sets.Select(set => db.SetAddAsync(SetKey(set), _nodeName))).ConfigureAwait(false);
+        await Task.WhenAll(sets.Select(set => TellChangedAsync(db, set))).ConfigureAwait(false);
         string[] claims;
         lock (_claims)
         {
@@ -147,6 +174,13 @@ public sealed class RedisClusterRegistry : IClusterRegistry
         var alive = await Database.SortedSetRangeByScoreAsync(NodesKey, now - _options.NodeTimeout.TotalMilliseconds, double.PositiveInfinity).ConfigureAwait(false);
         var live = new HashSet<string>(alive.Select(v => (string)v!), StringComparer.Ordinal) { _nodeName };
         var before = _live;
+        ForgetOld();
+        // Entries of nodes long dead go; a node that comes back adds itself again.
+        _ = Database.SortedSetRemoveRangeByScoreAsync(NodesKey, double.NegativeInfinity, now - TimeSpan.FromMinutes(1).TotalMilliseconds, flags: CommandFlags.FireAndForget);
+        if (live.SetEquals(before))
+        {
+            return; // the same instance stays: what was worked out of it stays good
+        }
         _live = live;
         foreach (var node in before)
         {
@@ -162,8 +196,6 @@ public sealed class RedisClusterRegistry : IClusterRegistry
                 _listener?.OnNodeJoined(node);
             }
         }
-        // Entries of nodes long dead go; a node that comes back adds itself again.
-        _ = Database.SortedSetRemoveRangeByScoreAsync(NodesKey, double.NegativeInfinity, now - TimeSpan.FromMinutes(1).TotalMilliseconds, flags: CommandFlags.FireAndForget);
     }
 
     private void Gone(string node)
@@ -186,10 +218,12 @@ public sealed class RedisClusterRegistry : IClusterRegistry
             {
                 return Task.CompletedTask;
             }
-            var adding = Database.SetAddAsync(SetKey(set), _nodeName);
+            var db = Database;
+            var adding = db.SetAddAsync(SetKey(set), _nodeName);
             // Redis away: the next heartbeat that reaches it registers every set again.
             _ = adding.ContinueWith(_ => _dirty = true, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            return adding;
+            // Sent after the add on the same connection, so Redis runs it after the add: whoever hears it reads the set with this node in it.
+            return Task.WhenAll(adding, TellChangedAsync(db, set));
         }
     }
 
@@ -200,7 +234,9 @@ public sealed class RedisClusterRegistry : IClusterRegistry
         {
             if (_mine.Remove(set))
             {
-                _ = Database.SetRemoveAsync(SetKey(set), _nodeName, CommandFlags.FireAndForget);
+                var db = Database;
+                _ = db.SetRemoveAsync(SetKey(set), _nodeName, CommandFlags.FireAndForget);
+                _ = TellChangedAsync(db, set, CommandFlags.FireAndForget);
             }
         }
     }
@@ -244,9 +280,12 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     }
 
     /// <summary>Which of <paramref name="nodes"/> (never this one) are alive: as last seen, else as Redis says now.</summary>
-    private async ValueTask<List<string>> LiveAmongAsync(IEnumerable<string> nodes, CancellationToken cancellationToken)
+    private ValueTask<List<string>> LiveAmongAsync(IEnumerable<string> nodes, CancellationToken cancellationToken) =>
+        LiveAmongAsync(nodes, _live, cancellationToken);
+
+    /// <summary>Which of <paramref name="nodes"/> (never this one) are alive: as <paramref name="live"/> says, else as Redis says now.</summary>
+    private async ValueTask<List<string>> LiveAmongAsync(IEnumerable<string> nodes, HashSet<string> live, CancellationToken cancellationToken)
     {
-        var live = _live;
         var alive = new List<string>();
         List<string>? unknown = null;
         foreach (var name in nodes)
@@ -281,10 +320,61 @@ public sealed class RedisClusterRegistry : IClusterRegistry
     }
 
     /// <inheritdoc />
-    public async ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, CancellationToken cancellationToken)
+    public async ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, bool latest, CancellationToken cancellationToken)
     {
-        var members = await Database.SetMembersAsync(SetKey(set)).WaitAsync(cancellationToken).ConfigureAwait(false);
-        return await LiveAmongAsync(members.Select(m => (string)m!), cancellationToken).ConfigureAwait(false);
+        var changes = Interlocked.Read(ref _changes);
+        var live = _live;
+        string[] members;
+        long readAt;
+        if (!latest && _kept.TryGetValue(set, out var kept) && Environment.TickCount64 - kept.ReadAt < (long)_options.NodeTimeout.TotalMilliseconds)
+        {
+            if (ReferenceEquals(kept.Live, live))
+            {
+                return kept.Alive;
+            }
+            // Nodes came or went since: the same members, alive or not as the cluster is now.
+            (members, readAt) = (kept.Members, kept.ReadAt);
+        }
+        else
+        {
+            readAt = Environment.TickCount64;
+            var read = await Database.SetMembersAsync(SetKey(set)).WaitAsync(cancellationToken).ConfigureAwait(false);
+            members = Array.ConvertAll(read, m => (string)m!);
+        }
+        var alive = await LiveAmongAsync(members, live, cancellationToken).ConfigureAwait(false);
+        // A change heard after this read began may not be in it; one heard after it is kept forgets it again.
+        if (Interlocked.Read(ref _changes) == changes && (_kept.Count < MaxKeptSets || _kept.ContainsKey(set)))
+        {
+            _kept[set] = new KeptSet(members, readAt, live, alive);
+        }
+        return alive;
+    }
+
+    private Task TellChangedAsync(IDatabase db, string set, CommandFlags flags = CommandFlags.None) =>
+        db.PublishAsync(MembersChannel, "set:" + set, flags);
+
+    private void Changed(string set)
+    {
+        Interlocked.Increment(ref _changes);
+        _kept.TryRemove(set, out _);
+    }
+
+    private void ForgetAll()
+    {
+        Interlocked.Increment(ref _changes);
+        _kept.Clear();
+    }
+
+    private void ForgetOld()
+    {
+        var since = Environment.TickCount64 - (long)_options.NodeTimeout.TotalMilliseconds;
+        foreach (var (set, kept) in _kept)
+        {
+            if (kept.ReadAt < since)
+            {
+                _kept.TryRemove(new KeyValuePair<string, KeptSet>(set, kept));
+            }
+        }
     }
 
     /// <inheritdoc />

@@ -132,6 +132,26 @@ public sealed class RedisMessagesPerEventTests(RedisServer redis, ITestOutputHel
     }
 
     [Fact]
+    public async Task A_call_to_a_provider_on_another_node_costs_three_PUBLISH_and_no_read_of_who_provides()
+    {
+        const int Calls = 500;
+        await using var provided = await _subscribers[1].Rpc.ProvideAsync<int, int>("rpc/square", (x, ct) => Task.FromResult(x * x));
+        // The first call reads who provides the name; the caller's node keeps what it read until a provider comes or goes.
+        Assert.Equal(4, await _publisher.Rpc.MakeAsync<int, int>("rpc/square", 2));
+        await _stats.ResetAsync();
+        for (var i = 0; i < Calls; i++)
+        {
+            Assert.Equal(i * i, await _publisher.Rpc.MakeAsync<int, int>("rpc/square", i));
+        }
+        // The provider's node publishes the accept before the response, on one connection: both have run by now.
+        var commands = await _stats.CallsAsync();
+        output.WriteLine(FormattableString.Invariant($"Redis per RPC call to a provider on another node, {Calls} calls: ")
+            + string.Join(", ", commands.Select(c => FormattableString.Invariant($"{c.Key.ToUpperInvariant()} {c.Value / (double)Calls:0.##}"))));
+        // The request to the provider's node, its accept and its response; no SMEMBERS.
+        Assert.Equal(new Dictionary<string, long> { ["publish"] = 3 * Calls }, commands);
+    }
+
+    [Fact]
     public async Task A_record_write_costs_the_same_commands_however_many_nodes_subscribe_and_reaches_only_those()
     {
         var phases = new List<Phase>();

@@ -28,7 +28,14 @@ public interface IClusterRegistry : IAsyncDisposable
     void Remove(string set);
 
     /// <summary>The other live nodes in <paramref name="set"/> (never this one).</summary>
-    ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, CancellationToken cancellationToken);
+    /// <param name="set">The set.</param>
+    /// <param name="latest">
+    /// False: the answer may come from what this node read a moment ago, so a node that joined the set an instant
+    /// before may be missing from it (and one that just left may still be listed; asking it is then refused). True:
+    /// what the cluster holds now, at the cost of a round trip; ask so before concluding that nobody is in the set.
+    /// </param>
+    /// <param name="cancellationToken">Stops waiting.</param>
+    ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, bool latest, CancellationToken cancellationToken);
 
     /// <summary>
     /// Claims <paramref name="key"/> for this node, atomically across the cluster (for example the one active listen

@@ -51,7 +51,7 @@ public sealed class InProcessClusterRegistry : IClusterRegistry
     }
 
     /// <inheritdoc />
-    public ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, CancellationToken cancellationToken) =>
+    public ValueTask<IReadOnlyList<string>> OtherNodesInAsync(string set, bool latest, CancellationToken cancellationToken) =>
         ValueTask.FromResult(_hub.NodesIn(set, except: _nodeName));
 
     /// <inheritdoc />

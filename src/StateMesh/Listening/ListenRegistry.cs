@@ -48,6 +48,10 @@ internal sealed class ListenRegistry : IDisposable
     private readonly Dictionary<string, Listener> _accepted = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Search> _searches = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _turnedDownAt = new(StringComparer.Ordinal);
+    // Name → the listeners here that turned it down (rejected or let the offer time out), and when: within the match
+    // cooldown none of them is asked about the name again, whatever starts the next search (a newcomer's listen, another
+    // node's news). Kept while the name has interest, like the cooldown itself.
+    private readonly Dictionary<string, List<(Listener Who, long At)>> _declinedBy = new(StringComparer.Ordinal);
     // Names whose claim is being asked for; no second search starts meanwhile.
     private readonly HashSet<string> _claiming = new(StringComparer.Ordinal);
     // Names whose claim was asked for again while an earlier ask was on its way (a node gave the name up meanwhile):
@@ -113,6 +117,15 @@ internal sealed class ListenRegistry : IDisposable
         }
     }
 
+    /// <summary>Whether a listener here is being asked about the name now (or its claim is on its way), for tests.</summary>
+    public bool IsSearching(string name)
+    {
+        lock (_gate)
+        {
+            return _searches.ContainsKey(name) || _claiming.Contains(name);
+        }
+    }
+
     public void Listen(Session session, Message message)
     {
         var pattern = message.Name;
@@ -164,12 +177,29 @@ internal sealed class ListenRegistry : IDisposable
         // it. Matching runs outside the gate.
         foreach (var name in _subscribers().Names.Concat(remote))
         {
-            if (Matches(listener, name))
+            if (Matches(listener, name) && !JoinSearch(name, listener))
             {
                 SearchIfDue(name, [], ignoreCooldown: true);
             }
         }
         session.Send(new Message { Topic = _topic, Action = message.Action, Name = pattern, IsAck = true, CorrelationId = message.CorrelationId });
+    }
+
+    /// <summary>A search for the name is asking the listeners here: the newcomer is asked in its turn. Outside the gate.</summary>
+    private bool JoinSearch(string name, Listener listener)
+    {
+        lock (_gate)
+        {
+            if (!_searches.TryGetValue(name, out var search))
+            {
+                return false;
+            }
+            if (!ReferenceEquals(search.Offered, listener) && !search.Candidates.Contains(listener))
+            {
+                search.Candidates.Enqueue(listener);
+            }
+            return true;
+        }
     }
 
     /// <summary>
@@ -238,6 +268,10 @@ internal sealed class ListenRegistry : IDisposable
                 return;
             }
             search.Timer?.Dispose();
+            if (!accepted)
+            {
+                Declined(name, offered);
+            }
             if (accepted)
             {
                 _searches.Remove(name);
@@ -327,6 +361,30 @@ internal sealed class ListenRegistry : IDisposable
             _node.Registry.Release(ClaimOf(name));
         }
         _turnedDownAt.Remove(name);
+        _declinedBy.Remove(name);
+    }
+
+    /// <summary>The listener turned the name down. Under the gate.</summary>
+    private void Declined(string name, Listener listener)
+    {
+        if (!_declinedBy.TryGetValue(name, out var by))
+        {
+            _declinedBy[name] = by = [];
+        }
+        var now = _node.Time.GetTimestamp();
+        by.RemoveAll(d => ReferenceEquals(d.Who, listener) || d.Who.Removed || _node.Time.GetElapsedTime(d.At) >= _node.Options.Listen.MatchCooldown);
+        by.Add((listener, now));
+    }
+
+    /// <summary>Leaves out the candidates that turned the name down within the match cooldown. Under the gate.</summary>
+    private List<Listener> NotDeclined(string name, List<Listener> candidates)
+    {
+        if (!_declinedBy.TryGetValue(name, out var by))
+        {
+            return candidates;
+        }
+        var cooldown = _node.Options.Listen.MatchCooldown;
+        return candidates.FindAll(c => !by.Exists(d => ReferenceEquals(d.Who, c) && _node.Time.GetElapsedTime(d.At) < cooldown));
     }
 
     public void RemoveSession(Session session)
@@ -470,7 +528,8 @@ internal sealed class ListenRegistry : IDisposable
                 _claimAgain[name] = tried;
                 return;
             }
-            if (!IsDue(name, ignoreCooldown) || !_claiming.Add(name))
+            candidates = NotDeclined(name, candidates);
+            if (candidates.Count == 0 || !IsDue(name, ignoreCooldown) || !_claiming.Add(name))
             {
                 return;
             }
@@ -490,11 +549,11 @@ internal sealed class ListenRegistry : IDisposable
         }
         else
         {
-            _ = ClaimedLaterAsync(name, candidates, tried, claim);
+            _ = ClaimedLaterAsync(name, tried, claim);
         }
     }
 
-    private async Task ClaimedLaterAsync(string name, List<Listener> candidates, string[] tried, ValueTask<bool> claim)
+    private async Task ClaimedLaterAsync(string name, string[] tried, ValueTask<bool> claim)
     {
         var claimed = false;
         try
@@ -506,7 +565,8 @@ internal sealed class ListenRegistry : IDisposable
             // The registry is away (Redis down): the rematch tries again.
             NodeLog.ClusterMessageFailed(_node.Logger, Channel, ex);
         }
-        Claimed(name, candidates, tried, claimed);
+        // Listeners may have come (or gone) while the claim was on its way: all that match now are asked.
+        Claimed(name, CandidatesFor(name), tried, claimed);
     }
 
     /// <summary>The claim was answered: this node's listeners are asked, unless the name no longer needs it.</summary>
@@ -539,7 +599,7 @@ internal sealed class ListenRegistry : IDisposable
                 }
                 return;
             }
-            var search = new Search { Candidates = new Queue<Listener>(candidates), Tried = tried };
+            var search = new Search { Candidates = new Queue<Listener>(NotDeclined(name, candidates)), Tried = tried };
             _searches[name] = search;
             OfferNext(name, search);
         }
@@ -598,6 +658,7 @@ internal sealed class ListenRegistry : IDisposable
                     Topic = _topic, Action = Action(EventAction.ListenResponseTimeout, RecordAction.ListenResponseTimeout),
                     Name = listener.Pattern, Subscription = name, IsError = true,
                 });
+                Declined(name, listener);
                 OfferNext(name, search);
             }
         }

@@ -243,41 +243,54 @@ internal sealed class RpcTopic(NodeEngine node)
         call.ResponseTimer = node.Time.CreateTimer(static s => { var (topic, c, a) = ((RpcTopic, PendingCall, int))s!; topic.OnResponseTimeout(c, a); }, (this, call, attempt), call.ResponseTimeout, Timeout.InfiniteTimeSpan);
     }
 
-    /// <summary>No local provider is left untried: the call goes to a random other node with one, or fails with NO_RPC_PROVIDER.</summary>
+    /// <summary>
+    /// No local provider is left untried: the call goes to a random other node with one, or fails with NO_RPC_PROVIDER.
+    /// The providers' nodes are as this node read them a moment ago; only when none of them is left untried is the
+    /// cluster asked what it holds now, before the call fails.
+    /// </summary>
     private async Task RouteToOtherNodeAsync(PendingCall call, int attempt)
     {
-        IReadOnlyList<string> nodes;
-        try
+        for (var latest = false; ; latest = true)
         {
-            nodes = await node.Registry.OtherNodesInAsync(ProvidersSet(call.Name), CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            Diagnostics.NodeLog.ClusterMessageFailed(node.Logger, "registry", ex);
-            nodes = [];
-        }
-        lock (call.Gate)
-        {
-            if (call.Done || call.Attempt != attempt)
+            IReadOnlyList<string> nodes;
+            try
             {
+                nodes = await node.Registry.OtherNodesInAsync(ProvidersSet(call.Name), latest, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Diagnostics.NodeLog.ClusterMessageFailed(node.Logger, "registry", ex);
+                nodes = [];
+                latest = true;
+            }
+            lock (call.Gate)
+            {
+                if (call.Done || call.Attempt != attempt)
+                {
+                    return;
+                }
+                var untried = nodes.Where(n => !call.TriedNodes.Contains(n)).ToArray();
+                if (untried.Length == 0)
+                {
+                    if (!latest)
+                    {
+                        continue;
+                    }
+                    Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.NoRpcProvider, Name = call.Name, IsError = true });
+                    return;
+                }
+                var target = untried[Random.Shared.Next(untried.Length)];
+                call.TriedNodes.Add(target);
+                call.RemoteNode = target;
+                StartTimers(call, attempt);
+                node.Bus.Publish(NodeChannel(target), call.Request with
+                {
+                    // Where to answer, which call, which attempt: "<node>/<call id>/<attempt>".
+                    CorrelationId = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{node.Options.NodeName}/{call.Id}/{attempt}"),
+                    RequestTimeout = (int)Math.Ceiling(call.ResponseTimeout.TotalMilliseconds),
+                });
                 return;
             }
-            var untried = nodes.Where(n => !call.TriedNodes.Contains(n)).ToArray();
-            if (untried.Length == 0)
-            {
-                Finish(call, new Message { Topic = Topic.Rpc, Action = (int)RpcAction.NoRpcProvider, Name = call.Name, IsError = true });
-                return;
-            }
-            var target = untried[Random.Shared.Next(untried.Length)];
-            call.TriedNodes.Add(target);
-            call.RemoteNode = target;
-            StartTimers(call, attempt);
-            node.Bus.Publish(NodeChannel(target), call.Request with
-            {
-                // Where to answer, which call, which attempt: "<node>/<call id>/<attempt>".
-                CorrelationId = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{node.Options.NodeName}/{call.Id}/{attempt}"),
-                RequestTimeout = (int)Math.Ceiling(call.ResponseTimeout.TotalMilliseconds),
-            });
         }
     }
 

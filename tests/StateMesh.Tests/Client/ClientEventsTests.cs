@@ -203,6 +203,16 @@ public class ClientEventsTests
         return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
     }
 
+    /// <summary>Two free ports, never the same one twice (both are held until both are known).</summary>
+    internal static (int, int) TwoFreePorts()
+    {
+        using var a = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        using var b = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        a.Start();
+        b.Start();
+        return (((System.Net.IPEndPoint)a.LocalEndpoint).Port, ((System.Net.IPEndPoint)b.LocalEndpoint).Port);
+    }
+
     private sealed class GateHandler : IAuthenticationHandler
     {
         private readonly TaskCompletionSource _open = new(TaskCreationOptions.RunContinuationsAsynchronously);

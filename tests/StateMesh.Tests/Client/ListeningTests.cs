@@ -169,4 +169,31 @@ public class ListeningTests
         var removed = await listener.ReceiveAsync();
         Assert.Equal(((int)EventAction.SubscriptionForPatternRemoved, "t/1"), (removed.Action, removed.Subscription));
     }
+
+    [Fact]
+    public async Task A_listener_that_turned_a_name_down_is_not_asked_again_when_another_listener_arrives()
+    {
+        await using var node = await StartNodeAsync();
+        await using var a = await RawClient.LoginAsync(node);
+        await using var subscriber = await RawClient.LoginAsync(node);
+        await a.SendAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Listen, Name = "^t/" });
+        await a.ReceiveAsync();
+        await subscriber.SendAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Subscribe, Names = ["t/1"], CorrelationId = "1" });
+        var offer = await a.ReceiveAsync();
+        Assert.Equal(((int)EventAction.SubscriptionForPatternFound, "t/1"), (offer.Action, offer.Subscription));
+        await a.SendAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.ListenReject, Name = "^t/", Subscription = "t/1" });
+        await ClientEventsTests.WaitUntilAsync(() => node.Engine.Events.Listening.ProviderOf("t/1") is null && !node.Engine.Events.Listening.IsSearching("t/1"));
+
+        // A second listener arrives: the name is offered to it (before its ack), and not to the one that said no.
+        await using var b = await RawClient.LoginAsync(node);
+        await b.SendAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.Listen, Name = "^t/" });
+        var toB = await b.ReceiveAsync();
+        Assert.Equal(((int)EventAction.SubscriptionForPatternFound, "t/1"), (toB.Action, toB.Subscription));
+        await b.SendAsync(new Message { Topic = Topic.Event, Action = (int)EventAction.ListenAccept, Name = "^t/", Subscription = "t/1" });
+        await ClientEventsTests.WaitUntilAsync(() => node.Engine.Events.Listening.ProviderOf("t/1") is not null);
+        // A ping's answer comes after anything the node sent A before it.
+        await a.SendAsync(new Message { Topic = Topic.Connection, Action = (int)ConnectionAction.Ping });
+        var next = await a.ReceiveAsync();
+        Assert.Equal((Topic.Connection, (int)ConnectionAction.Pong), (next.Topic, next.Action));
+    }
 }

@@ -376,6 +376,42 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Calls_follow_providers_as_they_come_and_go_on_other_nodes_and_never_fail_while_one_is_left()
+    {
+        var nodes = await StartNodesAsync(3);
+        var caller = await ConnectAsync(nodes[0], "caller");
+        var first = await ConnectAsync(nodes[1], "first");
+        var second = await ConnectAsync(nodes[2], "second");
+        var p1 = await first.Rpc.ProvideAsync<string, string>("svc", (x, ct) => Task.FromResult("first"));
+        // The caller's node has read who provides the name.
+        Assert.Equal("first", await caller.Rpc.MakeAsync<string, string>("svc", "x"));
+        // A provider that comes on another node gets calls too.
+        var p2 = await second.Rpc.ProvideAsync<string, string>("svc", (x, ct) => Task.FromResult("second"));
+        var answers = new List<string>();
+        for (var i = 0; i < 200 && !answers.Contains("second"); i++)
+        {
+            answers.Add(await caller.Rpc.MakeAsync<string, string>("svc", "x"));
+        }
+        Assert.Contains("second", answers);
+        // The first goes: every call is answered by the one left, none fails.
+        await p1.DisposeAsync();
+        await ClientEventsTests.WaitUntilAsync(() => nodes[1].Engine.Rpc.Providers.Get("svc").Length == 0);
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal("second", await caller.Rpc.MakeAsync<string, string>("svc", "x"));
+        }
+        // The last goes: no provider.
+        await p2.DisposeAsync();
+        await ClientEventsTests.WaitUntilAsync(() => nodes[2].Engine.Rpc.Providers.Get("svc").Length == 0);
+        var none = await Assert.ThrowsAsync<RpcException>(() => caller.Rpc.MakeAsync<string, string>("svc", "x"));
+        Assert.Equal(RpcErrorCode.NoProvider, none.Code);
+        // One comes back: the very next call reaches it (what the caller's node read of nobody is not trusted).
+        await using var again = await first.Rpc.ProvideAsync<string, string>("svc", (x, ct) => Task.FromResult("again"));
+        Assert.Equal("again", await caller.Rpc.MakeAsync<string, string>("svc", "x"));
+        Assert.Equal(0, nodes.Sum(n => n.Engine.Rpc.PendingCount));
+    }
+
+    [Fact]
     public async Task A_node_that_joins_can_call_a_provider_registered_before_it_at_once()
     {
         var nodes = await StartNodesAsync(1);

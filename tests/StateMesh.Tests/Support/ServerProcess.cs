@@ -60,8 +60,25 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// </summary>
     public static Task<ServerProcess> StartIgnoringSigintAsync(params string[] args) => StartAsync(ignoringSigint: true, args);
 
-    private static Task<ServerProcess> StartAsync(bool ignoringSigint, string[] args) =>
-        StartAsync(ignoringSigint, args, Client.ClientEventsTests.FreePort(), Client.ClientEventsTests.FreePort());
+    /// <summary>
+    /// On two ports free a moment ago and different from each other. A port taken in that moment (by a connection going
+    /// out from its range of ports, or another test's server) ends the server at once: it starts again on two others.
+    /// </summary>
+    private static async Task<ServerProcess> StartAsync(bool ignoringSigint, string[] args)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var (port, httpPort) = Client.ClientEventsTests.TwoFreePorts();
+            try
+            {
+                return await StartAsync(ignoringSigint, args, port, httpPort);
+            }
+            catch (InvalidOperationException ex) when (attempt < 3 && ex.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                // taken meanwhile: try two others
+            }
+        }
+    }
 
     /// <summary>
     /// Starts the server again, as before and on the same ports (clients reconnect to the URL they had), once this

@@ -87,4 +87,10 @@ public sealed class StateMeshClientOptions
 
     /// <summary>Where the client logs.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
+
+    /// <summary>
+    /// Checks the node's TLS certificate on wss:// (null: the system's trust store decides, as for any HTTPS client).
+    /// For a node with a self-signed certificate, trust that certificate here, not every certificate.
+    /// </summary>
+    public System.Net.Security.RemoteCertificateValidationCallback? RemoteCertificateValidationCallback { get; set; }
 }

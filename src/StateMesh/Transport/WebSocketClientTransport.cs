@@ -15,8 +15,15 @@ internal static class WebSocketClientTransport
     public static Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, CancellationToken cancellationToken) =>
         ConnectAsync(uri, maxMessageSize, localAddress: null, cancellationToken);
 
+    /// <summary>As <see cref="ConnectAsync(Uri, int, CancellationToken)"/>, with the node's certificate checked by <paramref name="certificateValidation"/> (wss:// only).</summary>
+    public static Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, System.Net.Security.RemoteCertificateValidationCallback? certificateValidation, CancellationToken cancellationToken) =>
+        ConnectAsync(uri, maxMessageSize, localAddress: null, certificateValidation, cancellationToken);
+
     /// <summary>As <see cref="ConnectAsync(Uri, int, CancellationToken)"/>, from <paramref name="localAddress"/> when given (ws:// only).</summary>
-    public static async Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, System.Net.IPAddress? localAddress, CancellationToken cancellationToken)
+    public static Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, System.Net.IPAddress? localAddress, CancellationToken cancellationToken) =>
+        ConnectAsync(uri, maxMessageSize, localAddress, certificateValidation: null, cancellationToken);
+
+    private static async Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, System.Net.IPAddress? localAddress, System.Net.Security.RemoteCertificateValidationCallback? certificateValidation, CancellationToken cancellationToken)
     {
         if (uri.Scheme == "ws")
         {
@@ -27,6 +34,10 @@ internal static class WebSocketClientTransport
             throw new NotSupportedException("a local address can be chosen for ws:// only");
         }
         var socket = new ClientWebSocket();
+        if (certificateValidation is not null)
+        {
+            socket.Options.RemoteCertificateValidationCallback = certificateValidation;
+        }
         try
         {
             await socket.ConnectAsync(uri, cancellationToken).ConfigureAwait(false);

@@ -206,9 +206,10 @@ internal sealed class LoadConnection : IAsyncDisposable
                 }
             }
         }
-        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException or ArgumentOutOfRangeException)
         {
-            // Reset by the peer, or the transport closed under a read (disposal of a connection whose peer stopped reading).
+            // Reset by the peer, or the transport closed under a read (disposal of a connection whose peer stopped reading;
+            // a stream's pipe reader whose stream is disposed during a read can throw ArgumentOutOfRangeException).
         }
         Closed = true;
         Interlocked.Exchange(ref _waiting, null)?.TrySetException(new IOException("the connection closed"));

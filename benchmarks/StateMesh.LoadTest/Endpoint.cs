@@ -47,7 +47,7 @@ internal sealed record Endpoint(Uri Address, Wire Wire)
     /// <summary>Connects, from <paramref name="localAddress"/> (a loopback address) when given.</summary>
     public Task<TransportConnection> ConnectAsync(IPAddress? localAddress, CancellationToken cancellationToken) =>
         IsWebSocket
-            ? WebSocketClientTransport.ConnectAsync(Address, 1 << 20, localAddress, cancellationToken)
+            ? WebSocketClientTransport.ConnectAsync(Address, 1 << 20, localAddress, certificateValidation: null, cancellationToken)
             : TcpTransport.ConnectAsync(Address.Host, Address.Port, localAddress, cancellationToken);
 
     /// <summary>

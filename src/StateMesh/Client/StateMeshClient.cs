@@ -319,7 +319,7 @@ public sealed class StateMeshClient : IStateMeshClient
     private async Task<TransportConnection> ConnectTransportAsync(Uri uri, CancellationToken cancellationToken) => uri.Scheme switch
     {
         "tcp" => await TcpTransport.ConnectAsync(uri.Host, uri.Port < 0 ? 6021 : uri.Port, cancellationToken).ConfigureAwait(false),
-        "ws" or "wss" => await WebSocketClientTransport.ConnectAsync(uri, _options.MaxMessageSize, _options.RemoteCertificateValidationCallback, cancellationToken).ConfigureAwait(false),
+        "ws" or "wss" => await WebSocketClientTransport.ConnectAsync(uri, _options.MaxMessageSize, localAddress: null, _options.RemoteCertificateValidationCallback, cancellationToken).ConfigureAwait(false),
         _ => InMemoryTransport.Connect(uri.Host, _trustedUserId),
     };
 

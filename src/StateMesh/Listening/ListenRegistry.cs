@@ -268,10 +268,6 @@ internal sealed class ListenRegistry : IDisposable
                 return;
             }
             search.Timer?.Dispose();
-            if (!accepted)
-            {
-                Declined(name, offered);
-            }
             if (accepted)
             {
                 _searches.Remove(name);
@@ -284,6 +280,7 @@ internal sealed class ListenRegistry : IDisposable
             }
             else
             {
+                Declined(name, offered);
                 OfferNext(name, search);
             }
         }

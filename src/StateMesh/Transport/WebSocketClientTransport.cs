@@ -12,18 +12,11 @@ namespace StateMesh.Transport;
 /// </summary>
 internal static class WebSocketClientTransport
 {
-    public static Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, CancellationToken cancellationToken) =>
-        ConnectAsync(uri, maxMessageSize, localAddress: null, cancellationToken);
-
-    /// <summary>As <see cref="ConnectAsync(Uri, int, CancellationToken)"/>, with the node's certificate checked by <paramref name="certificateValidation"/> (wss:// only).</summary>
-    public static Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, System.Net.Security.RemoteCertificateValidationCallback? certificateValidation, CancellationToken cancellationToken) =>
-        ConnectAsync(uri, maxMessageSize, localAddress: null, certificateValidation, cancellationToken);
-
-    /// <summary>As <see cref="ConnectAsync(Uri, int, CancellationToken)"/>, from <paramref name="localAddress"/> when given (ws:// only).</summary>
-    public static Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, System.Net.IPAddress? localAddress, CancellationToken cancellationToken) =>
-        ConnectAsync(uri, maxMessageSize, localAddress, certificateValidation: null, cancellationToken);
-
-    private static async Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, System.Net.IPAddress? localAddress, System.Net.Security.RemoteCertificateValidationCallback? certificateValidation, CancellationToken cancellationToken)
+    /// <summary>
+    /// Connects to a node's WebSocket endpoint: ws:// from <paramref name="localAddress"/> when given, wss:// with the
+    /// node's certificate checked by <paramref name="certificateValidation"/> when given (else by the system's trust store).
+    /// </summary>
+    public static async Task<TransportConnection> ConnectAsync(Uri uri, int maxMessageSize, System.Net.IPAddress? localAddress, System.Net.Security.RemoteCertificateValidationCallback? certificateValidation, CancellationToken cancellationToken)
     {
         if (uri.Scheme == "ws")
         {

@@ -67,6 +67,14 @@ public partial class ReadmeTests
         return app;
     }
 
+    /// <summary>A console block of README, its node's TCP port 6021 moved to a free one.</summary>
+    private static Task<string> BuildConsoleAsync(int index)
+    {
+        var block = Blocks()[index];
+        var port = Client.ClientEventsTests.FreePort().ToString(CultureInfo);
+        return BuildAsync(block, block.Code.Replace("6021", port, StringComparison.Ordinal));
+    }
+
     [Fact]
     public void The_readme_has_its_three_csharp_programs_each_naming_what_it_needs()
     {
@@ -83,10 +91,7 @@ public partial class ReadmeTests
     [Fact]
     public async Task The_quick_start_builds_prints_what_the_readme_says_and_ends_on_ctrl_c()
     {
-        var block = Blocks()[0];
-        var port = Client.ClientEventsTests.FreePort();
-        var app = await BuildAsync(block, block.Code.Replace("6021", port.ToString(CultureInfo), StringComparison.Ordinal));
-        await using var run = RunningApp.Start(app);
+        await using var run = RunningApp.Start(await BuildConsoleAsync(0));
         await run.WaitForLineAsync("Ctrl+C stops");
         await run.WaitForLineAsync("price: 1.0842 / 1.0844");
         await run.WaitForLineAsync("stored: True");
@@ -99,10 +104,7 @@ public partial class ReadmeTests
     [Fact]
     public async Task The_rpc_presence_and_listening_example_builds_and_runs()
     {
-        var block = Blocks()[1];
-        var port = Client.ClientEventsTests.FreePort();
-        var app = await BuildAsync(block, block.Code.Replace("6021", port.ToString(CultureInfo), StringComparison.Ordinal));
-        await using var run = RunningApp.Start(app);
+        await using var run = RunningApp.Start(await BuildConsoleAsync(1));
         await run.WaitForLineAsync("2 + 3 = 5");
         await run.WaitForLineAsync("others online: ");
         await run.WaitForLineAsync("providing prices/eurusd");

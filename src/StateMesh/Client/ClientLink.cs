@@ -31,6 +31,9 @@ internal sealed class ClientLink : IAsyncDisposable
         _lastReceived = time.GetTimestamp();
     }
 
+    /// <summary>Where the link goes, for logs.</summary>
+    public string Address => _address;
+
     /// <summary>Completes when the link is gone, with the error if one ended it.</summary>
     public Task Closed => _closed.Task;
 

@@ -45,4 +45,10 @@ internal static partial class ClientLog
 
     [LoggerMessage(EventId = 113, EventName = "ConnectFailed", Level = LogLevel.Warning, Message = "Could not connect to {Address}; trying {Next}")]
     public static partial void ConnectFailed(ILogger logger, string address, string next, Exception exception);
+
+    [LoggerMessage(EventId = 120, EventName = "NodeStopping", Level = LogLevel.Information, Message = "The node at {Address} is stopping (it said CLOSING); closing the connection")]
+    public static partial void NodeStopping(ILogger logger, string address);
+
+    [LoggerMessage(EventId = 121, EventName = "NodeStoppedReconnecting", Level = LogLevel.Information, Message = "Connection to {Address} closed because the node stopped; reconnecting")]
+    public static partial void NodeStoppedReconnecting(ILogger logger, string address);
 }

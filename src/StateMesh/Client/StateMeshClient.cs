@@ -27,6 +27,8 @@ public sealed class StateMeshClient : IStateMeshClient
     private readonly ReadOnlyMemory<byte> _authData;
     private readonly StateMeshClientOptions _options;
     private readonly ILogger _logger;
+    // The link whose node said CLOSING: its end is a planned stop, not a lost connection.
+    private volatile ClientLink? _stoppingLink;
     private readonly BehaviorSubject<ConnectionState> _states = new(ConnectionState.Closed);
     private readonly ConcurrentDictionary<string, TaskCompletionSource<Message>> _pendingAcks = new(StringComparer.Ordinal);
     private readonly List<(Message Message, TaskCompletionSource Sent)> _offline = [];
@@ -458,8 +460,14 @@ public sealed class StateMeshClient : IStateMeshClient
                         _handshake?.TrySetResult(message);
                         break;
                     case ConnectionAction.Closing:
-                        // The node is stopping: drop this link and reconnect.
-                        _ = _link?.DisposeAsync().AsTask();
+                        // The node is stopping: close this link cleanly and reconnect (to another node, or to this one
+                        // when it is back). A planned stop, so it is logged as information, not as a lost connection.
+                        if (_link is { } stopping)
+                        {
+                            _stoppingLink = stopping;
+                            ClientLog.NodeStopping(_logger, stopping.Address);
+                            _ = stopping.DisposeAsync().AsTask();
+                        }
                         break;
                 }
                 break;
@@ -527,7 +535,14 @@ public sealed class StateMeshClient : IStateMeshClient
         }
         if (reconnect)
         {
-            ClientLog.ConnectionLost(_logger, uri.ToString(), error);
+            if (ReferenceEquals(link, _stoppingLink))
+            {
+                ClientLog.NodeStoppedReconnecting(_logger, uri.ToString());
+            }
+            else
+            {
+                ClientLog.ConnectionLost(_logger, uri.ToString(), error);
+            }
             SetState(ConnectionState.Reconnecting);
             _ = Task.Run(() => ReconnectLoopAsync(index));
         }

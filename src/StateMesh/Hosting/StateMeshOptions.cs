@@ -59,6 +59,37 @@ public sealed class StateMeshOptions
 
     /// <summary>What one connection, and the node as a whole, may make the node hold.</summary>
     public LimitOptions Limits { get; set; } = new();
+
+    /// <summary>Who may do what: deepstream's permissions file. None set: every logged-in client may do everything.</summary>
+    public PermissionOptions Permissions { get; set; } = new();
+}
+
+/// <summary>
+/// Permissions in deepstream's shape (<c>permissions.yml</c>): per section (record, event, rpc, presence), name patterns
+/// with <c>*</c> and <c>$variables</c>, and per rule type <c>true</c>, <c>false</c> or an expression.
+/// </summary>
+public sealed class PermissionOptions
+{
+    /// <summary>A permissions file, YAML (.yml, .yaml) or JSON (.json); watched and reloaded when it changes.</summary>
+    public string? Path { get; set; }
+
+    /// <summary>The permissions themselves, as YAML or JSON text (for rules kept in code); used when no path is set.</summary>
+    public string? Rules { get; set; }
+
+    /// <summary>Whether a change to the file is read while the node runs (a bad file is refused and the old rules stay).</summary>
+    public bool Reload { get; set; } = true;
+
+    /// <summary>How many times a rule runs again after loading the records it read with <c>_()</c> (deepstream's maxRuleIterations).</summary>
+    [System.ComponentModel.DataAnnotations.Range(1, 10)]
+    public int MaxRuleIterations { get; set; } = 3;
+
+    /// <summary>The work one run of a rule may do (each operation, property read and call counts); past it the action gets MESSAGE_PERMISSION_ERROR.</summary>
+    [System.ComponentModel.DataAnnotations.Range(100, 10_000_000)]
+    public int MaxSteps { get; set; } = 10_000;
+
+    /// <summary>The records one run of a rule may read with <c>_()</c>.</summary>
+    [System.ComponentModel.DataAnnotations.Range(1, 1_000)]
+    public int MaxRecordReads { get; set; } = 32;
 }
 
 /// <summary>

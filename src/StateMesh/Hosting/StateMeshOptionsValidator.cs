@@ -20,6 +20,8 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
         Annotated(errors, "StateMesh:Records", options.Records);
         Annotated(errors, "StateMesh:Limits", options.Limits);
         Positive(errors, "StateMesh:Limits:HttpTokenLifetime", options.Limits.HttpTokenLifetime);
+        Annotated(errors, "StateMesh:Permissions", options.Permissions);
+        Permissions(errors, options.Permissions);
         if (string.IsNullOrWhiteSpace(options.NodeName))
         {
             errors.Add("StateMesh:NodeName must not be empty.");
@@ -42,6 +44,31 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
             Json(errors, $"StateMesh:Users:{user}:ServerData", u.ServerData);
         }
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    /// <summary>The permissions must load: a bad file stops the node at start with the file's problem, in one line.</summary>
+    private static void Permissions(List<string> errors, PermissionOptions options)
+    {
+        if (options.Path is { Length: > 0 } && options.Rules is { Length: > 0 })
+        {
+            errors.Add("StateMesh:Permissions: set Path or Rules, not both.");
+            return;
+        }
+        try
+        {
+            if (options.Path is { Length: > 0 } path)
+            {
+                StateMesh.Permissions.PermissionRules.Load(System.IO.Path.GetFullPath(path));
+            }
+            else if (options.Rules is { Length: > 0 } rules)
+            {
+                StateMesh.Permissions.PermissionRules.Parse(rules, yaml: true, "StateMesh:Permissions:Rules");
+            }
+        }
+        catch (StateMesh.Permissions.PermissionsException ex)
+        {
+            errors.Add($"StateMesh:Permissions: {ex.Message}");
+        }
     }
 
     /// <summary>The [Range] rules of a nested section (data annotations do not look inside nested objects).</summary>

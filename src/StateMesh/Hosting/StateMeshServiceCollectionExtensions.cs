@@ -108,6 +108,21 @@ public static class StateMeshBuilderExtensions
             o.Tcp.Host = host;
         });
 
+    /// <summary>
+    /// Puts permissions in force, in deepstream's shape (as in a <c>permissions.yml</c>), given as YAML or JSON text:
+    /// <c>record</c>, <c>event</c>, <c>rpc</c> and <c>presence</c>, each with name patterns and their rules.
+    /// </summary>
+    public static IStateMeshBuilder AddPermissions(this IStateMeshBuilder builder, string rules) =>
+        builder.Configure(o => o.Permissions.Rules = rules);
+
+    /// <summary>Puts the permissions of a file in force (YAML, or JSON when it ends in .json); a change to it is read while the node runs.</summary>
+    public static IStateMeshBuilder AddPermissionsFile(this IStateMeshBuilder builder, string path, bool reload = true) =>
+        builder.Configure(o =>
+        {
+            o.Permissions.Path = path;
+            o.Permissions.Reload = reload;
+        });
+
     /// <summary>Adds a user who logs in with a username and password (hashed with PBKDF2 here).</summary>
     public static IStateMeshBuilder AddUser(this IStateMeshBuilder builder, string username, string password, JsonObject? clientData = null, JsonObject? serverData = null)
     {

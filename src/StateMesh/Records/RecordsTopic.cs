@@ -829,127 +829,179 @@ internal sealed class RecordsTopic
         Task<Task?>? accepted = null;
         Task? shown = null;
         Task? conflictShown = null;
-        using (await LockAsync(name).ConfigureAwait(false))
+        // Records a write rule reads with _(): loaded outside the lock, then the locked part runs again with them.
+        Dictionary<string, Permissions.RuleValue>? ruleRecords = null;
+        string[]? toLoad = null;
+        Func<RecordState?, Permissions.RuleValue>? parseForRule = null;
+        for (var attempt = 0; ; attempt++)
         {
-            await RetireIfFailedAsync(name).ConfigureAwait(false);
-            // While this node's own writes of the record are on their way to the store, the next builds on the newest of
-            // them (the store compares data as well as version, so it fails if another node came between). A write that
-            // asks for "the next version" (-1) is built on what the store holds, read after those writes.
-            var tip = requested == -1 ? null : TipOf(name);
-            var loaded = tip is { } t ? new Loaded(t, null, null) : await LoadAsync(name).ConfigureAwait(false);
-            if (loaded.Error is not null)
+            if (toLoad is not null)
             {
-                SendLoadError(session, message, name, loaded);
-                return;
+                if (attempt >= _node.Options.Permissions.MaxRuleIterations)
+                {
+                    _node.Permissions.Refuse(session, message, name, new Permissions.Verdict(Permissions.PermissionOutcome.Failed, $"the rule still read records it had not loaded after {attempt} runs"));
+                    return;
+                }
+                foreach (var record in toLoad)
+                {
+                    try
+                    {
+                        ruleRecords![record] = parseForRule!(await ReadForRuleAsync(record).ConfigureAwait(false));
+                    }
+                    catch (Exception ex)
+                    {
+                        _node.Permissions.Refuse(session, message, name, new Permissions.Verdict(Permissions.PermissionOutcome.Failed, $"the record '{record}' could not be read for the rule: {ex.Message}"));
+                        return;
+                    }
+                }
+                toLoad = null;
             }
-            var check = RecordVersions.Check((loaded.State ?? RecordState.Empty).Version, requested, out var version);
-            if (tip is not null && check != VersionCheck.Next)
+            using (await LockAsync(name).ConfigureAwait(false))
             {
-                // Ahead of this node's newest (another node's change it saw) or behind it: the store decides.
-                loaded = await LoadAsync(name).ConfigureAwait(false);
+                await RetireIfFailedAsync(name).ConfigureAwait(false);
+                // While this node's own writes of the record are on their way to the store, the next builds on the newest of
+                // them (the store compares data as well as version, so it fails if another node came between). A write that
+                // asks for "the next version" (-1) is built on what the store holds, read after those writes.
+                var tip = requested == -1 ? null : TipOf(name);
+                var loaded = tip is { } t ? new Loaded(t, null, null) : await LoadAsync(name).ConfigureAwait(false);
                 if (loaded.Error is not null)
                 {
                     SendLoadError(session, message, name, loaded);
                     return;
                 }
-                check = RecordVersions.Check((loaded.State ?? RecordState.Empty).Version, requested, out version);
-            }
-            var exists = loaded.State is not null;
-            if (!exists && !upsert)
-            {
-                session.SendError(message, (int)RecordAction.RecordUpdateError, $"record '{name}' does not exist");
-                return;
-            }
-            var current = loaded.State ?? RecordState.Empty;
-            switch (check)
-            {
-                case VersionCheck.Exists:
-                    // The writer is shown the record as it is, once what it conflicts with is durable (never before).
-                    conflictShown = TailOf(name);
-                    if (conflictShown is null)
+                var check = RecordVersions.Check((loaded.State ?? RecordState.Empty).Version, requested, out var version);
+                if (tip is not null && check != VersionCheck.Next)
+                {
+                    // Ahead of this node's newest (another node's change it saw) or behind it: the store decides.
+                    loaded = await LoadAsync(name).ConfigureAwait(false);
+                    if (loaded.Error is not null)
                     {
-                        var visible = await ShownOrEmptyAsync(name, current).ConfigureAwait(false);
-                        session.Send(WriteError(message, RecordAction.VersionExists) with { Version = visible.Version, Data = visible.Data });
+                        SendLoadError(session, message, name, loaded);
                         return;
                     }
-                    break;
-                case VersionCheck.Gap:
-                    session.Send(WriteError(message, RecordAction.InvalidVersion) with { Version = current.Version, Data = null });
-                    return;
-            }
-            if (conflictShown is null)
-            {
-                ReadOnlyMemory<byte> next;
-                if (patch || erase)
+                    check = RecordVersions.Check((loaded.State ?? RecordState.Empty).Version, requested, out version);
+                }
+                var exists = loaded.State is not null;
+                ReadOnlyMemory<byte>? merged = null;
+                if (!_node.Permissions.IsOpen)
                 {
-                    if (!TryApplyPath(current.Data, tokens, erase ? null : message.Data, _options.MaxDocumentSize, out next, out var applyError))
+                    // Checked against the record as it is, before its version: a writer that may not write learns nothing of it.
+                    if (!TryMerge(session, message, loaded.State ?? RecordState.Empty, patch, erase, tokens, out merged))
                     {
-                        session.SendError(message, (int)RecordAction.InvalidMessageData, applyError);
+                        return;
+                    }
+                    var verdict = CheckWrite(session, message, name, loaded.State, upsert, erase, merged, ruleRecords ??= new(StringComparer.Ordinal), out toLoad, out parseForRule);
+                    if (toLoad is not null)
+                    {
+                        continue;
+                    }
+                    if (!verdict.IsAllowed)
+                    {
+                        _node.Permissions.Refuse(session, message, name, verdict);
                         return;
                     }
                 }
-                else
+                if (!exists && !upsert)
                 {
-                    next = message.Data!.Value;
-                }
-                if (next.Length > _options.MaxDocumentSize)
-                {
-                    session.SendError(message, (int)RecordAction.InvalidMessageData, $"the record would be {next.Length} bytes; records may hold at most {_options.MaxDocumentSize}");
+                    session.SendError(message, (int)RecordAction.RecordUpdateError, $"record '{name}' does not exist");
                     return;
                 }
-                var state = new RecordState(version, next);
-                var excluded = IsExcluded(name);
-                // Back-pressure: past the bound of writes on their way (to the store, and to storage unless excluded),
-                // the writer waits here.
-                await _storageSlots.WaitAsync().ConfigureAwait(false);
-                ValueTask<CompareAndSetResult> swap;
-                try
+                var current = loaded.State ?? RecordState.Empty;
+                switch (check)
                 {
-                    swap = _store.CompareAndSetAsync(name, exists ? current : null, state, CancellationToken.None);
+                    case VersionCheck.Exists:
+                        // The writer is shown the record as it is, once what it conflicts with is durable (never before).
+                        conflictShown = TailOf(name);
+                        if (conflictShown is null)
+                        {
+                            var visible = await ShownOrEmptyAsync(name, current).ConfigureAwait(false);
+                            session.Send(WriteError(message, RecordAction.VersionExists) with { Version = visible.Version, Data = visible.Data });
+                            return;
+                        }
+                        break;
+                    case VersionCheck.Gap:
+                        session.Send(WriteError(message, RecordAction.InvalidVersion) with { Version = current.Version, Data = null });
+                        return;
                 }
-                catch (Exception ex)
+                if (conflictShown is null)
                 {
-                    swap = ValueTask.FromException<CompareAndSetResult>(ex);
-                }
-                var broadcast = patch || erase
-                    ? new Message { Topic = Topic.Record, Action = (int)RecordAction.Patch, Name = name, Version = version, Path = message.Path, Data = erase ? null : message.Data }
-                    : new Message { Topic = Topic.Record, Action = (int)RecordAction.Update, Name = name, Version = version, Data = next };
-                if (swap.IsCompleted && !Accepting(name))
-                {
-                    // The store answered at once (it is this process's memory), and no earlier answer is awaited.
-                    CompareAndSetResult swapped;
+                    ReadOnlyMemory<byte> next;
+                    if (merged is { } checkedNext)
+                    {
+                        next = checkedNext;
+                    }
+                    else if (patch || erase)
+                    {
+                        if (!TryApplyPath(current.Data, tokens, erase ? null : message.Data, _options.MaxDocumentSize, out next, out var applyError))
+                        {
+                            session.SendError(message, (int)RecordAction.InvalidMessageData, applyError);
+                            return;
+                        }
+                    }
+                    else
+                    {
+                        next = message.Data!.Value;
+                    }
+                    if (next.Length > _options.MaxDocumentSize)
+                    {
+                        session.SendError(message, (int)RecordAction.InvalidMessageData, $"the record would be {next.Length} bytes; records may hold at most {_options.MaxDocumentSize}");
+                        return;
+                    }
+                    var state = new RecordState(version, next);
+                    var excluded = IsExcluded(name);
+                    // Back-pressure: past the bound of writes on their way (to the store, and to storage unless excluded),
+                    // the writer waits here.
+                    await _storageSlots.WaitAsync().ConfigureAwait(false);
+                    ValueTask<CompareAndSetResult> swap;
                     try
                     {
-                        swapped = swap.Result;
+                        swap = _store.CompareAndSetAsync(name, exists ? current : null, state, CancellationToken.None);
                     }
                     catch (Exception ex)
                     {
-                        _storageSlots.Release();
-                        StoreUnavailable(session, message, name, version, ex);
-                        return;
+                        swap = ValueTask.FromException<CompareAndSetResult>(ex);
                     }
-                    if (!swapped.Succeeded)
+                    var broadcast = patch || erase
+                        ? new Message { Topic = Topic.Record, Action = (int)RecordAction.Patch, Name = name, Version = version, Path = message.Path, Data = erase ? null : message.Data }
+                        : new Message { Topic = Topic.Record, Action = (int)RecordAction.Update, Name = name, Version = version, Data = next };
+                    if (swap.IsCompleted && !Accepting(name))
                     {
-                        _storageSlots.Release();
-                        // Another node won this version: the writer merges as with any conflict, with what may be shown.
-                        var now = await ShownOrEmptyAsync(name, swapped.Current ?? RecordState.Empty).ConfigureAwait(false);
-                        session.Send(WriteError(message, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
-                        return;
+                        // The store answered at once (it is this process's memory), and no earlier answer is awaited.
+                        CompareAndSetResult swapped;
+                        try
+                        {
+                            swapped = swap.Result;
+                        }
+                        catch (Exception ex)
+                        {
+                            _storageSlots.Release();
+                            StoreUnavailable(session, message, name, version, ex);
+                            return;
+                        }
+                        if (!swapped.Succeeded)
+                        {
+                            _storageSlots.Release();
+                            // Another node won this version: the writer merges as with any conflict, with what may be shown.
+                            var now = await ShownOrEmptyAsync(name, swapped.Current ?? RecordState.Empty).ConfigureAwait(false);
+                            session.Send(WriteError(message, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
+                            return;
+                        }
+                        accepted = Task.FromResult<Task?>(Persist(name, state, excluded));
+                        shown = ShowWhenDurable(name, loaded.State, state, accepted, broadcast, session);
                     }
-                    accepted = Task.FromResult<Task?>(Persist(name, state, excluded));
-                    shown = ShowWhenDurable(name, loaded.State, state, accepted, broadcast, session);
-                }
-                else
-                {
-                    // The store answers later (in a cluster: Redis). The writer's connection goes on to its next message
-                    // meanwhile; the answers are taken in the order the writes were sent.
-                    shown = ShowWhenAccepted(name, loaded.State, state, swap, excluded, broadcast, session, message, out accepted);
-                }
-                if (Registry.Get(name).Length == 0)
-                {
-                    Remember(name, next.Length);
+                    else
+                    {
+                        // The store answers later (in a cluster: Redis). The writer's connection goes on to its next message
+                        // meanwhile; the answers are taken in the order the writes were sent.
+                        shown = ShowWhenAccepted(name, loaded.State, state, swap, excluded, broadcast, session, message, out accepted);
+                    }
+                    if (Registry.Get(name).Length == 0)
+                    {
+                        Remember(name, next.Length);
+                    }
                 }
             }
+            break;
         }
         if (conflictShown is not null)
         {
@@ -967,6 +1019,77 @@ internal sealed class RecordsTopic
         {
             _ = AcknowledgeWhenDurableAsync(session, message, accepted!, shown!);
         }
+    }
+
+    /// <summary>The record as a write would leave it (a patch applied to the current data), for the write rule's <c>data</c>.</summary>
+    private bool TryMerge(Session session, Message message, RecordState current, bool patch, bool erase, PathToken[] tokens, out ReadOnlyMemory<byte>? merged)
+    {
+        merged = null;
+        if (!(patch || erase))
+        {
+            merged = message.Data!.Value;
+            return true;
+        }
+        if (!TryApplyPath(current.Data, tokens, erase ? null : message.Data, _options.MaxDocumentSize, out var next, out var applyError))
+        {
+            session.SendError(message, (int)RecordAction.InvalidMessageData, applyError);
+            return false;
+        }
+        merged = next;
+        return true;
+    }
+
+    /// <summary>
+    /// The rules a write involves: create when an upsert makes the record, then write (delete for ERASE), with
+    /// <c>data</c> the record as the write leaves it and <c>oldData</c> as it is. Runs under the record's lock, so it
+    /// reads no record: it names the ones its rules need in <paramref name="missing"/>, to be loaded outside the lock.
+    /// </summary>
+    private Permissions.Verdict CheckWrite(Session session, Message message, string name, RecordState? current, bool upsert, bool erase, ReadOnlyMemory<byte>? merged, Dictionary<string, Permissions.RuleValue> loaded, out string[]? missing, out Func<RecordState?, Permissions.RuleValue>? parse)
+    {
+        missing = null;
+        parse = null;
+        var rules = _node.Permissions.Rules!;
+        if (current is null && upsert)
+        {
+            var create = Check(Permissions.RuleType.Create, (int)RecordAction.Create, data: null, out missing, out parse);
+            if (missing is not null || !create.IsAllowed)
+            {
+                return create;
+            }
+        }
+        return erase
+            ? Check(Permissions.RuleType.Delete, message.Action, data: null, out missing, out parse)
+            : Check(Permissions.RuleType.Write, message.Action, merged, out missing, out parse);
+
+        Permissions.Verdict Check(Permissions.RuleType type, int action, ReadOnlyMemory<byte>? data, out string[]? missing, out Func<RecordState?, Permissions.RuleValue>? parse)
+        {
+            missing = null;
+            parse = null;
+            if (rules.Find(Permissions.PermissionSection.Record, type, name) is not { } match)
+            {
+                return new Permissions.Verdict(Permissions.PermissionOutcome.Denied);
+            }
+            if (match.Rule.Constant is { } constant)
+            {
+                return constant ? Permissions.Verdict.Allowed : new Permissions.Verdict(Permissions.PermissionOutcome.Denied);
+            }
+            return _node.Permissions.CheckLoaded(session, match, action, name, data, current, loaded, out missing, out parse);
+        }
+    }
+
+    /// <summary>A record's data as a permission rule reads it (<c>_()</c>, <c>oldData</c>): what may be shown; null when it does not exist.</summary>
+    public async ValueTask<RecordState?> ReadForRuleAsync(string name)
+    {
+        Loaded loaded;
+        using (await LockSettledAsync(name).ConfigureAwait(false))
+        {
+            loaded = await LoadVisibleAsync(name, subscribe: null).ConfigureAwait(false);
+        }
+        if (loaded.Error is { } error)
+        {
+            throw new IOException(loaded.Description ?? error.ToString());
+        }
+        return loaded.State;
     }
 
     /// <summary>The record store is away (in a cluster: Redis): nothing was accepted; the writer hears it plainly.</summary>

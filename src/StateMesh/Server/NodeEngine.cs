@@ -28,7 +28,11 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMem
         Records = new Records.RecordsTopic(this, store, storage);
         Presence = new Presence.PresenceTopic(this);
         Rpc = new Rpc.RpcTopic(this);
+        Permissions = new StateMesh.Permissions.PermissionGate(options.Permissions, logger, time) { ReadRecord = Records.ReadForRuleAsync };
     }
+
+    /// <summary>Who may do what; open (everything allowed) when no permissions are configured.</summary>
+    public StateMesh.Permissions.PermissionGate Permissions { get; }
 
     public StateMeshOptions Options { get; }
 
@@ -117,7 +121,18 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMem
         return true;
     }
 
-    public ValueTask DispatchAsync(Session session, Message message)
+    public ValueTask DispatchAsync(Session session, Message message) =>
+        !Permissions.IsOpen && MessagePermissions.Applies(message) ? DispatchCheckedAsync(session, message) : DispatchAllowed(session, message);
+
+    private async ValueTask DispatchCheckedAsync(Session session, Message message)
+    {
+        if (await MessagePermissions.FilterAsync(Permissions, session, message).ConfigureAwait(false) is { } allowed)
+        {
+            await DispatchAllowed(session, allowed).ConfigureAwait(false);
+        }
+    }
+
+    private ValueTask DispatchAllowed(Session session, Message message)
     {
         switch (message.Topic)
         {
@@ -196,6 +211,7 @@ internal sealed class NodeEngine : Cluster.IClusterReceiver, Cluster.IClusterMem
     public async Task StopAsync(TimeSpan drainTimeout)
     {
         _stopping = true;
+        Permissions.Dispose();
         Events.Listening.Dispose();
         Records.Listening.Dispose();
         var sessions = _sessions.Values.ToArray();

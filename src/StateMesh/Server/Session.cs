@@ -441,6 +441,40 @@ internal sealed class Session
     }
 
     /// <summary>Sends an error reply for <paramref name="request"/>: same topic, the error action, the original action.</summary>
+    /// <summary>MESSAGE_DENIED or MESSAGE_PERMISSION_ERROR for one name of a request, as deepstream sends them.</summary>
+    public void SendRefusal(Message request, int action, string? name, string? reason)
+    {
+        _node.CountError(request.Topic, action);
+        Send(new Message
+        {
+            Topic = request.Topic,
+            Action = action,
+            Name = name,
+            CorrelationId = request.CorrelationId,
+            IsError = true,
+            IsWriteAck = request.IsWriteAck,
+            OriginalAction = request.Action,
+            Data = reason is null ? (ReadOnlyMemory<byte>?)null : JsonSerializer.SerializeToUtf8Bytes(reason, StateMeshJsonContext.Default.String),
+        });
+    }
+
+    private Permissions.RuleValue? _ruleUser;
+
+    /// <summary>The user as permission rules see it: <c>{ id, isAuthenticated, data }</c> (data: the login's serverData).</summary>
+    public Permissions.RuleValue RuleUser => _ruleUser ??= BuildRuleUser();
+
+    private Permissions.RuleValue BuildRuleUser()
+    {
+        var user = new JsonObject
+        {
+            ["id"] = UserId,
+            ["isAuthenticated"] = UserId is { } id && id != OpenAuthenticationHandler.AnonymousId,
+            ["data"] = ServerData?.DeepClone(),
+        };
+        // Kept for the session's life: rules read it on every check.
+        return Permissions.RuleValue.Of(JsonDocument.Parse(user.ToJsonString()).RootElement);
+    }
+
     public void SendError(Message request, int errorAction, string? description)
     {
         _node.CountError(request.Topic, errorAction);

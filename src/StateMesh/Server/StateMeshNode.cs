@@ -88,6 +88,7 @@ public sealed class StateMeshNode : IAsyncDisposable
                 NodeLog.PlainTextPassword(_logger, name);
             }
         }
+        _engine.Permissions.Watch();
         await _engine.Bus.StartAsync(_options.NodeName, _engine, cancellationToken).ConfigureAwait(false);
         await _engine.Bus.Subscribe(_engine.OwnChannel).WaitAsync(cancellationToken).ConfigureAwait(false);
         await _engine.Bus.Subscribe(StateMesh.Presence.PresenceTopic.Channel).WaitAsync(cancellationToken).ConfigureAwait(false);

@@ -52,7 +52,7 @@ showState(client.getConnectionState())
 // add or remove is ever lost, this page keeps its own changes that the node has not confirmed (pending), sends one write
 // of the list at a time (a second write sent before the first is answered would carry a version on data the node never
 // had), and replays its pending changes on top of the node's list after a conflict.
-const pending = [] // { kind: 'add' | 'remove', name }, in the order they were made
+const pending = [] // { kind: 'add' | 'remove', name, ready }, in the order they were made
 let inFlight = null // the write on its way: { ops, token }
 let tokens = 0
 let merges = 0
@@ -71,17 +71,22 @@ function confirmFrom (entries) {
 }
 const same = (a, b) => a.length === b.length && a.every((name, i) => name === b[i])
 
+// This page's changes that may go out: in order, up to the first add whose record is not written yet.
+function ready () {
+  const index = pending.findIndex(op => op.ready === false)
+  return index < 0 ? pending : pending.slice(0, index)
+}
 function flush () {
-  if (inFlight || pending.length === 0 || !list.isReady) return
-  write(apply(pending, list.getEntries()))
+  if (inFlight || ready().length === 0 || !list.isReady) return
+  write(apply(ready(), list.getEntries()))
 }
 function write (entries) {
   const token = ++tokens
-  inFlight = { ops: pending.slice(), token }
+  inFlight = { ops: ready().slice(), token }
   const done = error => {
     if (inFlight?.token !== token) return
     clearTimeout(inFlight.watchdog)
-    if (!error) for (const op of inFlight.ops) pending.splice(pending.indexOf(op), 1)
+    if (!error) for (const op of inFlight.ops) if (pending.includes(op)) pending.splice(pending.indexOf(op), 1)
     inFlight = null
     if (error) setTimeout(flush, 250); else flush()
   }
@@ -104,7 +109,7 @@ function mergeList (localEntries, localVersion, remoteEntries, remoteVersion, do
   merges++
   const remote = Array.isArray(remoteEntries) ? remoteEntries : []
   confirmFrom(remote)
-  const merged = apply(pending, remote)
+  const merged = apply(ready(), remote)
   done(null, merged)
   // The client has now either sent the merged list itself (its version is the node's + 1), or, when the conflict came
   // back while it thought itself up to date, kept its own list and taken the node's version without sending anything.
@@ -116,7 +121,7 @@ function mergeList (localEntries, localVersion, remoteEntries, remoteVersion, do
       return
     }
     inFlight = null
-    if (pending.length === 0 && same(list.getEntries(), remote)) return
+    if (ready().length === 0 && same(list.getEntries(), remote)) return
     if (same(list.getEntries(), merged) && !same(merged, remote)) {
       // Setting what the client already shows sends nothing: first write the node's own list, then the changes.
       write(remote)
@@ -136,10 +141,13 @@ const records = new Map() // name -> its record, subscribed while the name is in
 
 function addTodo (title) {
   const name = 'todo/' + Date.now().toString(36) + '-' + Math.random().toString(36).slice(2, 8)
-  // The todo's record first, then its name in the list: a page that sees the name finds the record filled.
+  // The todo's record first, then its name in the list: a page that sees the name finds the record filled. The add
+  // takes its place in the order now, and goes out once its record is written (and every add before it).
+  const op = { kind: 'add', name, ready: false }
+  pending.push(op)
   client.record.setData(name, { title, completed: false }, error => {
-    if (error) { console.error('could not create', name, error); return }
-    pending.push({ kind: 'add', name })
+    if (error) { console.error('could not create', name, error); pending.splice(pending.indexOf(op), 1); return }
+    op.ready = true
     flush()
     follow()
   })
@@ -170,7 +178,7 @@ function filter () {
 }
 
 function render () {
-  const todos = apply(pending, list.getEntries()).map(todo).filter(Boolean)
+  const todos = apply(ready(), list.getEntries()).map(todo).filter(Boolean)
   const left = todos.filter(t => !t.completed).length
   const shown = todos.filter(t => filter() === 'all' || (filter() === 'active') === !t.completed)
   listView.replaceChildren(...shown.map(view))
@@ -229,7 +237,7 @@ function edit (li, item) {
 
 // Keep one subscribed record per todo shown (the list with this page's pending changes), and drop the ones that left.
 function follow () {
-  const names = apply(pending, list.getEntries())
+  const names = apply(ready(), list.getEntries())
   for (const name of names) {
     if (records.has(name)) continue
     const record = client.record.getRecord(name)

@@ -178,6 +178,18 @@ internal sealed class EventsClient(StateMeshClient client) : IEventsClient
             }
             return;
         }
+        if (message.OriginalAction == (int)EventAction.Subscribe && message.Action is (int)EventAction.MessageDenied or (int)EventAction.MessagePermissionError && message.Name is { } refused)
+        {
+            Subscription? subscription;
+            lock (Gate)
+            {
+                _subscriptions.TryGetValue(refused, out subscription);
+            }
+            subscription?.Acknowledged.TrySetException(new StateMeshProtocolException(
+                $"The node answered SUBSCRIBE to '{refused}' with {ActionNames.Of(Topic.Event, message.Action)}{(message.Data is { } d ? ": " + System.Text.Encoding.UTF8.GetString(d.Span) : "")}.",
+                Topic.Event, message.Action));
+            return;
+        }
         if (message.IsError)
         {
             ClientLog.NodeError(client.Logger, message.ToString());

@@ -437,7 +437,10 @@ public sealed class StateMeshClient : IStateMeshClient
 
     private void Dispatch(Message message)
     {
-        if (message.IsError && message.CorrelationId is not null && message.OriginalAction is { } original
+        // A subscription to several events at once is refused name by name; the names allowed are acknowledged after.
+        var refusedName = message.Topic == Topic.Event && message.OriginalAction == (int)EventAction.Subscribe
+            && message.Action is (int)EventAction.MessageDenied or (int)EventAction.MessagePermissionError && message.Name is not null;
+        if (message.IsError && !refusedName && message.CorrelationId is not null && message.OriginalAction is { } original
             && _pendingAcks.TryRemove(AckKey(message.Topic, original, message.CorrelationId), out var failed))
         {
             failed.TrySetException(new StateMeshProtocolException(

@@ -84,13 +84,36 @@ public abstract class ClusterNodesSpecification : IAsyncLifetime
         }
     }
 
-    protected async Task<StateMeshNode> StartNodeAsync()
+    protected async Task<StateMeshNode> StartNodeAsync(Action<StateMeshOptions>? configure = null)
     {
         var (bus, store, registry) = CreateMember();
         // Listeners on a loaded machine get time to answer an offer that crosses nodes.
-        var node = await TestNode.StartAsync(o => o.Listen.ResponseTimeout = TimeSpan.FromSeconds(5), storage: Storage, clusterBus: bus, store: store, registry: registry);
+        var node = await TestNode.StartAsync(o => { o.Listen.ResponseTimeout = TimeSpan.FromSeconds(5); configure?.Invoke(o); }, storage: Storage, clusterBus: bus, store: store, registry: registry);
         _nodes.Add(node);
         return node;
+    }
+
+    [Fact]
+    public async Task A_rule_that_reads_another_record_sees_it_as_another_node_wrote_it()
+    {
+        const string Rules = """
+            presence: { "*": { allow: true } }
+            event: { "*": { publish: true, subscribe: true, listen: true } }
+            rpc: { "*": { provide: true, request: true } }
+            record:
+              "*": { create: true, read: true, write: true, delete: true, listen: true, notify: true }
+              "order/*": { create: true, read: true, write: "_('stock/apple').count > 0" }
+            """;
+        var a = await StartNodeAsync(o => o.Permissions.Rules = Rules);
+        var b = await StartNodeAsync(o => o.Permissions.Rules = Rules);
+        var onA = await ConnectAsync(a, "ana");
+        var onB = await ConnectAsync(b, "bob");
+        Assert.True((await onA.Records.SetDataWithAckAsync("stock/apple", System.Text.Json.Nodes.JsonNode.Parse("""{"count":0}""")!)).Succeeded);
+        Assert.Contains("MessageDenied", (await onB.Records.SetDataWithAckAsync("order/1", System.Text.Json.Nodes.JsonNode.Parse("{}")!)).Error, StringComparison.Ordinal);
+        Assert.True((await onA.Records.SetDataWithAckAsync("stock/apple", "count", 3)).Succeeded);
+        // Node b read the record for the rule before; it must see node a's write, not a copy of its own.
+        await EventuallyAsync(async () => (await onB.Records.SetDataWithAckAsync("order/1", System.Text.Json.Nodes.JsonNode.Parse("{}")!)).Succeeded);
+        Assert.Equal(1, await onA.Records.HeadAsync("order/1"));
     }
 
     protected async Task<StateMeshClient> ConnectAsync(StateMeshNode node, string user)

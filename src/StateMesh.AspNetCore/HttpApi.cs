@@ -70,7 +70,7 @@ internal sealed class HttpApi(StateMeshNode node)
             return;
         }
         var token = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-        _tokens.Add(token, result.Id ?? OpenAuthenticationHandler.AnonymousId);
+        _tokens.Add(token, new HttpUser(result.Id ?? OpenAuthenticationHandler.AnonymousId, result.ServerData?.DeepClone()));
         await Json(context, StatusCodes.Status200OK, new JsonObject { ["token"] = token, ["clientData"] = result.ClientData?.DeepClone() }).ConfigureAwait(false);
     }
 
@@ -81,7 +81,7 @@ internal sealed class HttpApi(StateMeshNode node)
             await Json(context, StatusCodes.Status400BadRequest, new JsonObject { ["result"] = "FAILURE", ["error"] = "the body must be {\"body\": [operations]} with a token or authData" }).ConfigureAwait(false);
             return;
         }
-        string userId;
+        HttpUser user;
         if (request.Token is { } token)
         {
             if (_tokens.TryUse(token) is not { } tokenUser)
@@ -89,7 +89,7 @@ internal sealed class HttpApi(StateMeshNode node)
                 await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["result"] = "FAILURE", ["error"] = "unknown or expired token" }).ConfigureAwait(false);
                 return;
             }
-            userId = tokenUser;
+            user = tokenUser;
         }
         else
         {
@@ -99,16 +99,17 @@ internal sealed class HttpApi(StateMeshNode node)
                 await Json(context, StatusCodes.Status401Unauthorized, new JsonObject { ["result"] = "FAILURE", ["error"] = "INVALID_AUTHENTICATION_DETAILS" }).ConfigureAwait(false);
                 return;
             }
-            userId = login.Id ?? OpenAuthenticationHandler.AnonymousId;
+            user = new HttpUser(login.Id ?? OpenAuthenticationHandler.AnonymousId, login.ServerData);
         }
 
-        await using var client = StateMeshClient.Create(node.InProcessAddress, null, new StateMeshClientOptions { MaxReconnectAttempts = 0 }, trustedUserId: userId);
+        await using var client = StateMeshClient.Create(node.InProcessAddress, null, new StateMeshClientOptions { MaxReconnectAttempts = 0 }, trustedUserId: user.Id, trustedServerData: user.ServerData);
         await client.OpenAsync(context.RequestAborted).ConfigureAwait(false);
         var results = new JsonArray();
         var succeeded = 0;
+        var ruleUser = node.Engine.Permissions.IsOpen ? default : StateMesh.Permissions.PermissionGate.UserValue(user.Id, user.ServerData);
         foreach (var operation in request.Operations)
         {
-            var result = await ExecuteAsync(client, operation, context.RequestAborted).ConfigureAwait(false);
+            var result = await ExecuteAsync(client, operation, node.Engine.Permissions, ruleUser, context.RequestAborted).ConfigureAwait(false);
             if (result["success"]?.GetValue<bool>() == true)
             {
                 succeeded++;
@@ -132,7 +133,7 @@ internal sealed class HttpApi(StateMeshNode node)
     private static JsonObject Failure(string error, string topic, string errorEvent) =>
         new() { ["success"] = false, ["error"] = error, ["errorTopic"] = topic, ["errorEvent"] = errorEvent };
 
-    private static async Task<JsonObject> ExecuteAsync(StateMeshClient client, HttpApiOperation? op, CancellationToken cancellationToken)
+    private static async Task<JsonObject> ExecuteAsync(StateMeshClient client, HttpApiOperation? op, StateMesh.Permissions.PermissionGate permissions, StateMesh.Permissions.RuleValue user, CancellationToken cancellationToken)
     {
         if (op is null)
         {
@@ -144,6 +145,17 @@ internal sealed class HttpApi(StateMeshNode node)
             switch (topic, action)
             {
                 case ("event", "emit") when op.EventName is { Length: > 0 } name:
+                    // An event is not acknowledged: the permission to publish it is asked here, so that a refusal is reported.
+                    if (!permissions.IsOpen)
+                    {
+                        var payload = System.Text.Encoding.UTF8.GetBytes(op.Data?.ToJsonString() ?? "null");
+                        var verdict = await permissions.CheckAsync(user, StateMesh.Permissions.PermissionSection.Event, StateMesh.Permissions.RuleType.Publish, (int)StateMesh.Protocol.EventAction.Emit, name, payload).ConfigureAwait(false);
+                        if (!verdict.IsAllowed)
+                        {
+                            var failed = verdict.Outcome == StateMesh.Permissions.PermissionOutcome.Failed;
+                            return Failure(failed ? verdict.Reason ?? "the rule failed" : $"publishing '{name}' is not permitted", topic, failed ? "MESSAGE_PERMISSION_ERROR" : "MESSAGE_DENIED");
+                        }
+                    }
                     await client.Events.PublishAsync(name, op.Data, cancellationToken: cancellationToken).ConfigureAwait(false);
                     return Success();
                 case ("rpc", "make") when op.RpcName is { Length: > 0 } name:
@@ -167,7 +179,7 @@ internal sealed class HttpApi(StateMeshNode node)
                     var written = path is null
                         ? await client.Records.SetDataWithAckAsync(name, data, cancellationToken).ConfigureAwait(false)
                         : await client.Records.SetDataWithAckAsync(name, path, data, cancellationToken).ConfigureAwait(false);
-                    return written.Succeeded ? Success() : Failure(written.Error ?? "the write lost a conflict", topic, written.Conflict is not null ? "VERSION_EXISTS" : "RECORD_UPDATE_ERROR");
+                    return written.Succeeded ? Success() : Failure(written.Error ?? "the write lost a conflict", topic, Refusal(written.Error) ?? (written.Conflict is not null ? "VERSION_EXISTS" : "RECORD_UPDATE_ERROR"));
                 case ("record" or "list", "delete") when (op.RecordName ?? op.ListName) is { Length: > 0 } name:
                     if (await client.Records.HeadAsync(name, cancellationToken).ConfigureAwait(false) == -1)
                     {
@@ -195,7 +207,7 @@ internal sealed class HttpApi(StateMeshNode node)
         }
         catch (RpcException ex)
         {
-            return Failure(ex.Message, "rpc", ex.Code switch
+            return Failure(ex.Message, "rpc", Refusal(ex.Message) ?? ex.Code switch
             {
                 RpcErrorCode.NoProvider => "NO_RPC_PROVIDER",
                 RpcErrorCode.AcceptTimeout => "ACCEPT_TIMEOUT",
@@ -205,7 +217,14 @@ internal sealed class HttpApi(StateMeshNode node)
         }
         catch (Exception ex) when (ex is StateMeshException or ArgumentException or InvalidOperationException or TimeoutException)
         {
-            return Failure(ex.Message, topic, "ERROR");
+            return Failure(ex.Message, topic, Refusal(ex.Message) ?? "ERROR");
         }
     }
+
+    /// <summary>deepstream's error event for an operation the permissions refused, else null.</summary>
+    private static string? Refusal(string? error) =>
+        error is null ? null
+        : error.Contains("MessagePermissionError", StringComparison.Ordinal) ? "MESSAGE_PERMISSION_ERROR"
+        : error.Contains("MessageDenied", StringComparison.Ordinal) ? "MESSAGE_DENIED"
+        : null;
 }

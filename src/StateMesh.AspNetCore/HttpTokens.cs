@@ -11,15 +11,15 @@ internal sealed class HttpTokens(int capacity, TimeSpan lifetime, TimeProvider t
     private readonly ConcurrentDictionary<string, Entry> _tokens = new(StringComparer.Ordinal);
     private readonly object _issue = new();
 
-    private sealed class Entry(string userId, long lastUsed)
+    private sealed class Entry(HttpUser user, long lastUsed)
     {
-        public string UserId { get; } = userId;
+        public HttpUser User { get; } = user;
         public long LastUsed = lastUsed;
     }
 
     public int Count => _tokens.Count;
 
-    public void Add(string token, string userId)
+    public void Add(string token, HttpUser user)
     {
         lock (_issue)
         {
@@ -32,12 +32,12 @@ internal sealed class HttpTokens(int capacity, TimeSpan lifetime, TimeProvider t
                 var oldest = _tokens.MinBy(kv => Volatile.Read(ref kv.Value.LastUsed));
                 _tokens.TryRemove(oldest.Key, out _);
             }
-            _tokens[token] = new Entry(userId, time.GetTimestamp());
+            _tokens[token] = new Entry(user, time.GetTimestamp());
         }
     }
 
     /// <summary>The token's user, renewing its lifetime; null when it is unknown or has expired.</summary>
-    public string? TryUse(string token)
+    public HttpUser? TryUse(string token)
     {
         if (!_tokens.TryGetValue(token, out var entry))
         {
@@ -49,7 +49,7 @@ internal sealed class HttpTokens(int capacity, TimeSpan lifetime, TimeProvider t
             return null;
         }
         Volatile.Write(ref entry.LastUsed, time.GetTimestamp());
-        return entry.UserId;
+        return entry.User;
     }
 
     private void Sweep()
@@ -63,3 +63,6 @@ internal sealed class HttpTokens(int capacity, TimeSpan lifetime, TimeProvider t
         }
     }
 }
+
+/// <summary>Who a token or a login of the HTTP API is: the user id, and the serverData permission rules see as <c>user.data</c>.</summary>
+internal sealed record HttpUser(string Id, System.Text.Json.Nodes.JsonNode? ServerData);

@@ -24,6 +24,7 @@ public sealed class StateMeshClient : IStateMeshClient
     private readonly Uri[] _addresses;
     private int _addressIndex;
     private readonly string? _trustedUserId;
+    private readonly System.Text.Json.Nodes.JsonNode? _trustedServerData;
     private readonly ReadOnlyMemory<byte> _authData;
     private readonly StateMeshClientOptions _options;
     private readonly ILogger _logger;
@@ -51,12 +52,13 @@ public sealed class StateMeshClient : IStateMeshClient
     private int _correlation;
     private JsonElement? _clientData;
 
-    internal StateMeshClient(Uri[] addresses, ReadOnlyMemory<byte> authData, StateMeshClientOptions options, string? trustedUserId = null)
+    internal StateMeshClient(Uri[] addresses, ReadOnlyMemory<byte> authData, StateMeshClientOptions options, string? trustedUserId = null, System.Text.Json.Nodes.JsonNode? trustedServerData = null)
     {
         ArgumentOutOfRangeException.ThrowIfZero(addresses.Length, nameof(addresses));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.OutboundQueueCapacity, 1, "options.OutboundQueueCapacity");
         ArgumentOutOfRangeException.ThrowIfLessThan(options.OutboundQueueMaxBytes, 1L, "options.OutboundQueueMaxBytes");
         _trustedUserId = trustedUserId;
+        _trustedServerData = trustedServerData;
         _addresses = addresses;
         _authData = authData;
         _options = options;
@@ -141,10 +143,10 @@ public sealed class StateMeshClient : IStateMeshClient
     /// A client of the node at <paramref name="uri"/> and of those in <see cref="StateMeshClientOptions.Endpoints"/>; the
     /// in-process client of a node (<paramref name="trustedUserId"/> set) belongs to that node and uses only its address.
     /// </summary>
-    internal static StateMeshClient Create(Uri uri, JsonObject? authData, StateMeshClientOptions? options, string? trustedUserId = null) =>
-        Create([uri], authData, options, nameof(uri), trustedUserId);
+    internal static StateMeshClient Create(Uri uri, JsonObject? authData, StateMeshClientOptions? options, string? trustedUserId = null, System.Text.Json.Nodes.JsonNode? trustedServerData = null) =>
+        Create([uri], authData, options, nameof(uri), trustedUserId, trustedServerData);
 
-    private static StateMeshClient Create(IEnumerable<Uri> uris, JsonObject? authData, StateMeshClientOptions? options, string paramName, string? trustedUserId = null)
+    private static StateMeshClient Create(IEnumerable<Uri> uris, JsonObject? authData, StateMeshClientOptions? options, string paramName, string? trustedUserId = null, System.Text.Json.Nodes.JsonNode? trustedServerData = null)
     {
         ArgumentNullException.ThrowIfNull(uris, paramName);
         var addresses = new List<Uri>();
@@ -169,7 +171,7 @@ public sealed class StateMeshClient : IStateMeshClient
             throw new ArgumentException($"The addresses mix the deepstream protocol (ws://…/deepstream) with the native one ({string.Join(", ", addresses)}); a client speaks one of them, so give addresses of one kind.", paramName);
         }
         var auth = JsonSerializer.SerializeToUtf8Bytes(authData ?? new JsonObject(), StateMeshJsonContext.Default.JsonNode);
-        return new StateMeshClient([.. addresses], auth, options ?? new StateMeshClientOptions(), trustedUserId);
+        return new StateMeshClient([.. addresses], auth, options ?? new StateMeshClientOptions(), trustedUserId, trustedServerData);
     }
 
     private static Uri ParseAddress(string? address, string paramName) =>
@@ -322,7 +324,7 @@ public sealed class StateMeshClient : IStateMeshClient
     {
         "tcp" => await TcpTransport.ConnectAsync(uri.Host, uri.Port < 0 ? 6021 : uri.Port, cancellationToken).ConfigureAwait(false),
         "ws" or "wss" => await WebSocketClientTransport.ConnectAsync(uri, _options.MaxMessageSize, localAddress: null, _options.RemoteCertificateValidationCallback, cancellationToken).ConfigureAwait(false),
-        _ => InMemoryTransport.Connect(uri.Host, _trustedUserId),
+        _ => InMemoryTransport.Connect(uri.Host, _trustedUserId, _trustedServerData),
     };
 
     /// <summary>Connects to the address at <paramref name="index"/>, logs in, and resubscribes; throws when any of it fails.</summary>

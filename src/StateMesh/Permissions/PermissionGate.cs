@@ -112,7 +112,7 @@ internal sealed class PermissionGate : IDisposable
     /// <paramref name="oldData"/>: the record's current state when the caller has it, else it is read when the rule
     /// needs it.
     /// </summary>
-    public ValueTask<Verdict> CheckAsync(Session session, PermissionSection section, RuleType type, int action, string name, ReadOnlyMemory<byte>? data = null, RecordState? oldData = null, bool oldDataKnown = false)
+    public ValueTask<Verdict> CheckAsync(RuleValue user, PermissionSection section, RuleType type, int action, string name, ReadOnlyMemory<byte>? data = null, RecordState? oldData = null, bool oldDataKnown = false)
     {
         if (_rules is not { } rules)
         {
@@ -129,13 +129,13 @@ internal sealed class PermissionGate : IDisposable
         var expression = match.Rule.Expression!;
         if (!expression.UsesLookup && (!expression.UsesOldData || oldDataKnown))
         {
-            using var run = new Run(this, session, match, action, name, data, oldData);
+            using var run = new Run(this, user, match, action, name, data, oldData);
             return ValueTask.FromResult(run.Evaluate(null));
         }
-        return CheckSlowAsync(session, match, action, name, data, oldData, oldDataKnown);
+        return CheckSlowAsync(user, match, action, name, data, oldData, oldDataKnown);
     }
 
-    private async ValueTask<Verdict> CheckSlowAsync(Session session, RuleMatch match, int action, string name, ReadOnlyMemory<byte>? data, RecordState? oldData, bool oldDataKnown)
+    private async ValueTask<Verdict> CheckSlowAsync(RuleValue user, RuleMatch match, int action, string name, ReadOnlyMemory<byte>? data, RecordState? oldData, bool oldDataKnown)
     {
         if (match.Rule.Expression!.UsesOldData && !oldDataKnown)
         {
@@ -148,7 +148,7 @@ internal sealed class PermissionGate : IDisposable
                 return new Verdict(PermissionOutcome.Failed, $"the record '{name}' could not be read for the rule: {ex.Message}");
             }
         }
-        using var run = new Run(this, session, match, action, name, data, oldData);
+        using var run = new Run(this, user, match, action, name, data, oldData);
         var loaded = new Dictionary<string, RuleValue>(StringComparer.Ordinal);
         for (var iteration = 0; ; iteration++)
         {
@@ -179,14 +179,27 @@ internal sealed class PermissionGate : IDisposable
     /// Checks a rule synchronously with the records already loaded (the write path, which holds its record's lock):
     /// <paramref name="missing"/> names the records to load first, outside the lock, before it asks again.
     /// </summary>
-    public Verdict CheckLoaded(Session session, RuleMatch match, int action, string name, ReadOnlyMemory<byte>? data, RecordState? oldData, Dictionary<string, RuleValue> loaded, out string[]? missing, out Func<RecordState?, RuleValue> parse)
+    public Verdict CheckLoaded(RuleValue user, RuleMatch match, int action, string name, ReadOnlyMemory<byte>? data, RecordState? oldData, Dictionary<string, RuleValue> loaded, out string[]? missing, out Func<RecordState?, RuleValue> parse)
     {
-        var run = new Run(this, session, match, action, name, data, oldData);
+        var run = new Run(this, user, match, action, name, data, oldData);
         var verdict = run.Evaluate(loaded);
         missing = run.Missing is { Count: > 0 } m ? [.. m.Distinct(StringComparer.Ordinal)] : null;
         parse = run.Parse;
         run.Dispose();
         return verdict;
+    }
+
+    /// <summary>The user as rules see it: <c>{ id, isAuthenticated, data }</c>, data being the login's serverData.</summary>
+    public static RuleValue UserValue(string? id, System.Text.Json.Nodes.JsonNode? serverData)
+    {
+        var user = new System.Text.Json.Nodes.JsonObject
+        {
+            ["id"] = id,
+            ["isAuthenticated"] = id is not null && id != Auth.OpenAuthenticationHandler.AnonymousId,
+            ["data"] = serverData?.DeepClone(),
+        };
+        // Kept as long as the value is used (a session's life): rules read it on every check.
+        return RuleValue.Of(JsonDocument.Parse(user.ToJsonString()).RootElement);
     }
 
     /// <summary>Reads a record for a rule, as it may be shown (durable).</summary>
@@ -235,14 +248,14 @@ internal sealed class PermissionGate : IDisposable
         private List<JsonDocument>? _documents;
         private Dictionary<string, RuleValue>? _loaded;
 
-        public Run(PermissionGate gate, Session session, RuleMatch match, int action, string name, ReadOnlyMemory<byte>? data, RecordState? oldData)
+        public Run(PermissionGate gate, RuleValue user, RuleMatch match, int action, string name, ReadOnlyMemory<byte>? data, RecordState? oldData)
         {
             _gate = gate;
             _match = match;
             var expression = match.Rule.Expression!;
             _scope = new RuleScope
             {
-                User = session.RuleUser,
+                User = user,
                 Now = gate._time.GetUtcNow().ToUnixTimeMilliseconds(),
                 Action = action,
                 Name = name,

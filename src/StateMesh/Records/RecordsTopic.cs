@@ -1073,7 +1073,7 @@ internal sealed class RecordsTopic
             {
                 return constant ? Permissions.Verdict.Allowed : new Permissions.Verdict(Permissions.PermissionOutcome.Denied);
             }
-            return _node.Permissions.CheckLoaded(session, match, action, name, data, current, loaded, out missing, out parse);
+            return _node.Permissions.CheckLoaded(session.RuleUser, match, action, name, data, current, loaded, out missing, out parse);
         }
     }
 

@@ -91,11 +91,11 @@ internal static class MessagePermissions
         var data = check.WithData ? message.Data : null;
         if (!check.CreateIfMissing)
         {
-            return await gate.CheckAsync(session, check.Section, check.Type, message.Action, name, data).ConfigureAwait(false);
+            return await gate.CheckAsync(session.RuleUser, check.Section, check.Type, message.Action, name, data).ConfigureAwait(false);
         }
         // Subscribe-create-and-read: reading needs the read rule; when the record does not exist yet, creating it needs
         // the create rule as well.
-        var read = await gate.CheckAsync(session, PermissionSection.Record, RuleType.Read, message.Action, name).ConfigureAwait(false);
+        var read = await gate.CheckAsync(session.RuleUser, PermissionSection.Record, RuleType.Read, message.Action, name).ConfigureAwait(false);
         if (!read.IsAllowed)
         {
             return read;
@@ -114,6 +114,6 @@ internal static class MessagePermissions
         {
             return new Verdict(PermissionOutcome.Failed, $"the record '{name}' could not be read: {ex.Message}");
         }
-        return current is not null ? read : await gate.CheckAsync(session, PermissionSection.Record, RuleType.Create, (int)RecordAction.Create, name).ConfigureAwait(false);
+        return current is not null ? read : await gate.CheckAsync(session.RuleUser, PermissionSection.Record, RuleType.Create, (int)RecordAction.Create, name).ConfigureAwait(false);
     }
 }

@@ -341,7 +341,7 @@ internal sealed class Session
         if (_transport.TrustedUserId is { } trusted)
         {
             document.Dispose();
-            result = AuthenticationResult.Success(trusted);
+            result = AuthenticationResult.Success(trusted, serverData: _transport.TrustedServerData);
         }
         else
         {
@@ -463,17 +463,7 @@ internal sealed class Session
     /// <summary>The user as permission rules see it: <c>{ id, isAuthenticated, data }</c> (data: the login's serverData).</summary>
     public Permissions.RuleValue RuleUser => _ruleUser ??= BuildRuleUser();
 
-    private Permissions.RuleValue BuildRuleUser()
-    {
-        var user = new JsonObject
-        {
-            ["id"] = UserId,
-            ["isAuthenticated"] = UserId is { } id && id != OpenAuthenticationHandler.AnonymousId,
-            ["data"] = ServerData?.DeepClone(),
-        };
-        // Kept for the session's life: rules read it on every check.
-        return Permissions.RuleValue.Of(JsonDocument.Parse(user.ToJsonString()).RootElement);
-    }
+    private Permissions.RuleValue BuildRuleUser() => Permissions.PermissionGate.UserValue(UserId, ServerData);
 
     public void SendError(Message request, int errorAction, string? description)
     {

@@ -17,13 +17,13 @@ internal static class InMemoryTransport
         return new Registration(name, accept);
     }
 
-    public static TransportConnection Connect(string name, string? trustedUserId = null)
+    public static TransportConnection Connect(string name, string? trustedUserId = null, System.Text.Json.Nodes.JsonNode? trustedServerData = null)
     {
         if (!Listeners.TryGetValue(name, out var accept))
         {
             throw new IOException($"No in-process node named '{name}' is listening.");
         }
-        var (client, server) = CreatePair($"inproc://{name}", trustedUserId);
+        var (client, server) = CreatePair($"inproc://{name}", trustedUserId, trustedServerData: trustedServerData);
         if (!accept(server))
         {
             throw new IOException($"The in-process node '{name}' is not accepting connections.");
@@ -31,13 +31,13 @@ internal static class InMemoryTransport
         return client;
     }
 
-    public static (TransportConnection Client, TransportConnection Server) CreatePair(string address, string? trustedUserId = null, string transportName = "inproc")
+    public static (TransportConnection Client, TransportConnection Server) CreatePair(string address, string? trustedUserId = null, string transportName = "inproc", System.Text.Json.Nodes.JsonNode? trustedServerData = null)
     {
         var options = new PipeOptions(pauseWriterThreshold: 1024 * 1024, resumeWriterThreshold: 512 * 1024, useSynchronizationContext: false);
         var toServer = new Pipe(options);
         var toClient = new Pipe(options);
         var client = new TransportConnection(toClient.Reader, toServer.Writer, address, transportName);
-        var server = new TransportConnection(toServer.Reader, toClient.Writer, transportName == "inproc" ? "inproc" : address, transportName) { TrustedUserId = trustedUserId };
+        var server = new TransportConnection(toServer.Reader, toClient.Writer, transportName == "inproc" ? "inproc" : address, transportName) { TrustedUserId = trustedUserId, TrustedServerData = trustedServerData };
         return (client, server);
     }
 

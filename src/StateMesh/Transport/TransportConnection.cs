@@ -28,6 +28,9 @@ internal sealed class TransportConnection : IAsyncDisposable
     /// <summary>Set only for the node's own in-process client: the user id it is logged in as, without a password.</summary>
     public string? TrustedUserId { get; init; }
 
+    /// <summary>The trusted user's serverData (what permission rules see as <c>user.data</c>).</summary>
+    public System.Text.Json.Nodes.JsonNode? TrustedServerData { get; init; }
+
     /// <summary>
     /// Writes the header of one outgoing frame of the given length: the 4-byte length by default; the RFC 6455 header
     /// when <see cref="Output"/> is a node's WebSocket connection itself (ADR 0003).

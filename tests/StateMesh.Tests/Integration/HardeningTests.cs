@@ -588,19 +588,19 @@ public class HardeningTests
     {
         var time = new FakeTimeProvider();
         var tokens = new HttpTokens(capacity: 3, lifetime: TimeSpan.FromMinutes(10), time);
-        tokens.Add("a", "ana");
-        tokens.Add("b", "bob");
+        tokens.Add("a", new HttpUser("ana", null));
+        tokens.Add("b", new HttpUser("bob", null));
         time.Advance(TimeSpan.FromMinutes(6));
-        Assert.Equal("ana", tokens.TryUse("a")); // renewed
+        Assert.Equal("ana", tokens.TryUse("a")?.Id); // renewed
         time.Advance(TimeSpan.FromMinutes(6));
-        Assert.Equal("ana", tokens.TryUse("a"));
+        Assert.Equal("ana", tokens.TryUse("a")?.Id);
         Assert.Null(tokens.TryUse("b")); // unused for 12 minutes
         time.Advance(TimeSpan.FromSeconds(1));
-        tokens.Add("c", "cy");
-        tokens.Add("d", "dee");
-        tokens.Add("e", "eve"); // full: the token used longest ago goes
+        tokens.Add("c", new HttpUser("cy", null));
+        tokens.Add("d", new HttpUser("dee", null));
+        tokens.Add("e", new HttpUser("eve", null)); // full: the token used longest ago goes
         Assert.Equal(3, tokens.Count);
         Assert.Null(tokens.TryUse("a"));
-        Assert.Equal("eve", tokens.TryUse("e"));
+        Assert.Equal("eve", tokens.TryUse("e")?.Id);
     }
 }

@@ -73,6 +73,20 @@ public sealed class PermissionRulesTests
     }
 
     [Fact]
+    public void The_permissions_file_in_the_readme_loads_and_means_what_it_says()
+    {
+        var readme = File.ReadAllText(Path.Combine(Support.Repository.Root, "README.md"));
+        var section = readme[readme.IndexOf("## Permissions", StringComparison.Ordinal)..];
+        var start = section.IndexOf("```yaml\n", StringComparison.Ordinal) + "```yaml\n".Length;
+        var yaml = section[start..section.IndexOf("```", start, StringComparison.Ordinal)];
+        var rules = PermissionRules.Parse(yaml, yaml: true, "README.md");
+        Assert.Equal(("profile/$owner", "ana"), (rules.Find(PermissionSection.Record, RuleType.Write, "profile/ana")!.Value.Path, rules.Find(PermissionSection.Record, RuleType.Write, "profile/ana")!.Value.Variables[0]));
+        Assert.False(rules.Find(PermissionSection.Record, RuleType.Write, "notes/1")!.Value.Rule.Constant);
+        Assert.True(rules.Find(PermissionSection.Record, RuleType.Write, "order/1")!.Value.Rule.Expression!.UsesLookup);
+        Assert.Equal("user.data.role === 'admin'", rules.Find(PermissionSection.Event, RuleType.Publish, "announcements/today")!.Value.Rule.Expression!.Text);
+    }
+
+    [Fact]
     public void The_complex_rule_set_of_the_conformance_tests_loads()
     {
         var rules = PermissionRules.Load(Path.Combine(Support.Repository.Root, "tests", "conformance", "permissions", "complex.yml"));

@@ -74,6 +74,10 @@ static async Task<int> RunAsync(string[] args)
         {
             mesh.AddRedisCluster(cluster);
         }
+        if (configuration.GetSection(StateMesh.Jwt.JwtAuthenticationOptions.SectionName).Exists())
+        {
+            mesh.AddJwtAuthentication(configuration.GetSection(StateMesh.Jwt.JwtAuthenticationOptions.SectionName));
+        }
     });
     builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
 

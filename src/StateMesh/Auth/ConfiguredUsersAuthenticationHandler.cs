@@ -12,9 +12,7 @@ internal sealed class ConfiguredUsersAuthenticationHandler(IOptions<StateMeshOpt
     private readonly Dictionary<string, StateMeshUserOptions> _users = options.Value.Users;
     private static readonly string DummyHash = PasswordHash.Create(Guid.NewGuid().ToString());
 
-    // A hash check costs a quarter of a second of CPU on purpose: at most one per core runs at a time, so that a flood
-    // of logins waits its turn instead of taking every thread the node has.
-    private static readonly SemaphoreSlim Checks = new(Environment.ProcessorCount, Environment.ProcessorCount);
+    private static SemaphoreSlim Checks => PasswordHash.Checks;
 
     public async ValueTask<AuthenticationResult?> AuthenticateAsync(AuthenticationContext context, CancellationToken cancellationToken)
     {

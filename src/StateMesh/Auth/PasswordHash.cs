@@ -25,6 +25,36 @@ public static class PasswordHash
         return string.Join('$', Scheme, iterations.ToString(CultureInfo.InvariantCulture), Convert.ToBase64String(salt), Convert.ToBase64String(hash));
     }
 
+    // A hash costs a quarter of a second of CPU on purpose: at most one per core runs at a time, so that a flood of
+    // logins waits its turn instead of taking every thread the node has.
+    internal static readonly SemaphoreSlim Checks = new(Environment.ProcessorCount, Environment.ProcessorCount);
+
+    internal static async ValueTask<bool> VerifyGatedAsync(string password, string hash, CancellationToken cancellationToken)
+    {
+        await Checks.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return Verify(password, hash);
+        }
+        finally
+        {
+            Checks.Release();
+        }
+    }
+
+    internal static async ValueTask<string> CreateGatedAsync(string password, CancellationToken cancellationToken)
+    {
+        await Checks.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return Create(password);
+        }
+        finally
+        {
+            Checks.Release();
+        }
+    }
+
     /// <summary>True when <paramref name="hash"/> has this form.</summary>
     public static bool IsWellFormed(string hash) => TryParse(hash, out _, out _, out _);
 

@@ -62,6 +62,82 @@ public sealed class StateMeshOptions
 
     /// <summary>Who may do what: deepstream's permissions file. None set: every logged-in client may do everything.</summary>
     public PermissionOptions Permissions { get; set; } = new();
+
+    /// <summary>Login strategies besides configured users: deepstream's <c>http</c> webhook and storage-backed users.</summary>
+    public AuthOptions Auth { get; set; } = new();
+}
+
+/// <summary>
+/// The login chain. Each strategy answers a login or passes it on; the first answer decides. The order is
+/// <see cref="Order"/>: by default configured users, the HTTP webhook, storage-backed users, handlers added in code
+/// (<c>AddAuthenticationHandler</c>, JWT), then anonymous logins when allowed.
+/// </summary>
+public sealed class AuthOptions
+{
+    /// <summary>The strategies in the order they are asked: <c>users</c>, <c>http</c>, <c>storage</c>, <c>handlers</c>, <c>anonymous</c>.</summary>
+    public List<string> Order { get; set; } = [];
+
+    /// <summary>deepstream's <c>http</c> strategy: the login is POSTed to a URL that says who the user is.</summary>
+    public HttpAuthOptions Http { get; set; } = new();
+
+    /// <summary>deepstream's <c>storage</c> strategy: users kept as records, with PBKDF2 hashes.</summary>
+    public StorageAuthOptions Storage { get; set; } = new();
+}
+
+/// <summary>
+/// deepstream's <c>http</c> authentication: POST <c>{"authData": …, "connectionData": {"remoteAddress": …}}</c> as JSON
+/// to <see cref="EndpointUrl"/>. A permitted status lets the user in: a string body is the user id, an object body
+/// gives <c>id</c> (or <c>username</c>), <c>clientData</c> and <c>serverData</c>. Another status refuses the login (its
+/// body is the reason the client sees); a retry status, a timeout or a refused connection is tried again.
+/// </summary>
+public sealed class HttpAuthOptions
+{
+    /// <summary>The webhook; none: the strategy is off.</summary>
+    public Uri? EndpointUrl { get; set; }
+
+    /// <summary>Statuses that accept the login.</summary>
+    public List<int> PermittedStatusCodes { get; set; } = [200];
+
+    /// <summary>Statuses that are tried again (then the login is refused).</summary>
+    public List<int> RetryStatusCodes { get; set; } = [404, 504];
+
+    /// <summary>Attempts after the first, for retry statuses, timeouts and connection errors.</summary>
+    [Range(0, 10)]
+    public int RetryAttempts { get; set; } = 3;
+
+    /// <summary>The pause between attempts.</summary>
+    public TimeSpan RetryInterval { get; set; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>How long one attempt may take.</summary>
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Fields of the login data also sent as HTTP headers of the same name (deepstream's promoteToHeader), such as <c>token</c>.</summary>
+    public List<string> PromoteToHeader { get; set; } = [];
+
+    /// <summary>Headers sent with every request (for example an API key of the webhook).</summary>
+    public Dictionary<string, string> Headers { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Whether a refusal by the webhook decides (deepstream's reportInvalidParameters). False: a refusal passes the login
+    /// on to the next strategy.
+    /// </summary>
+    public bool ReportInvalidParameters { get; set; } = true;
+}
+
+/// <summary>
+/// deepstream's <c>storage</c> authentication: a user is the record <c>{Table}/{username}</c> holding
+/// <c>{"password": "&lt;PBKDF2 hash&gt;", "id": …, "clientData": …, "serverData": …}</c>.
+/// </summary>
+public sealed class StorageAuthOptions
+{
+    /// <summary>Whether the strategy is on.</summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>The record name prefix of users.</summary>
+    public string Table { get; set; } = "users";
+
+    /// <summary>An unknown username logs in and is created with the password it gave (and a new id).</summary>
+    public bool CreateUser { get; set; }
 }
 
 /// <summary>

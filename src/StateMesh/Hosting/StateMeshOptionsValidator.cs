@@ -22,6 +22,26 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
         Positive(errors, "StateMesh:Limits:HttpTokenLifetime", options.Limits.HttpTokenLifetime);
         Annotated(errors, "StateMesh:Permissions", options.Permissions);
         Permissions(errors, options.Permissions);
+        Annotated(errors, "StateMesh:Auth:Http", options.Auth.Http);
+        if (options.Auth.Http.EndpointUrl is { } url && (!url.IsAbsoluteUri || url.Scheme is not ("http" or "https")))
+        {
+            errors.Add($"StateMesh:Auth:Http:EndpointUrl '{url}' must be an absolute http:// or https:// URL.");
+        }
+        if (options.Auth.Http.EndpointUrl is not null)
+        {
+            Positive(errors, "StateMesh:Auth:Http:RequestTimeout", options.Auth.Http.RequestTimeout);
+        }
+        if (string.IsNullOrWhiteSpace(options.Auth.Storage.Table) || options.Auth.Storage.Table.Contains('*', StringComparison.Ordinal))
+        {
+            errors.Add("StateMesh:Auth:Storage:Table must be a record name prefix such as 'users'.");
+        }
+        foreach (var strategy in options.Auth.Order)
+        {
+            if (strategy is not ("users" or "http" or "storage" or "handlers" or "anonymous"))
+            {
+                errors.Add($"StateMesh:Auth:Order: unknown strategy '{strategy}' (use users, http, storage, handlers, anonymous).");
+            }
+        }
         if (string.IsNullOrWhiteSpace(options.NodeName))
         {
             errors.Add("StateMesh:NodeName must not be empty.");

@@ -1077,6 +1077,38 @@ internal sealed class RecordsTopic
         }
     }
 
+    /// <summary>
+    /// Creates a record that does not exist yet, for the node itself (a storage-backed user made at login): durable
+    /// and shown before it returns; false when the record exists.
+    /// </summary>
+    public async ValueTask<bool> CreateForNodeAsync(string name, ReadOnlyMemory<byte> data)
+    {
+        using (await LockAsync(name).ConfigureAwait(false))
+        {
+            await RetireIfFailedAsync(name).ConfigureAwait(false);
+            var loaded = await LoadAsync(name).ConfigureAwait(false);
+            if (loaded.Error is { } error)
+            {
+                throw new IOException(loaded.Description ?? error.ToString());
+            }
+            if (loaded.State is not null || TipOf(name) is not null)
+            {
+                return false;
+            }
+            var state = new RecordState(RecordState.Empty.Version + 1, data);
+            if (!(await _store.CompareAndSetAsync(name, null, state, CancellationToken.None).ConfigureAwait(false)).Succeeded)
+            {
+                return false;
+            }
+            if (!IsExcluded(name))
+            {
+                await PersistAsync(name, state).ConfigureAwait(false);
+            }
+            await MarkShown(name, state).ConfigureAwait(false);
+            return true;
+        }
+    }
+
     /// <summary>A record's data as a permission rule reads it (<c>_()</c>, <c>oldData</c>): what may be shown; null when it does not exist.</summary>
     public async ValueTask<RecordState?> ReadForRuleAsync(string name)
     {

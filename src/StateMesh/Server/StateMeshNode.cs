@@ -22,6 +22,7 @@ public sealed class StateMeshNode : IAsyncDisposable
     private IDisposable? _inProcess;
     private TcpListenerLoop? _tcp;
     private int _state; // 0 new, 1 started, 2 stopped
+    private HttpAuthenticationHandler? _httpAuthentication;
 
     /// <summary>Creates a node. Handlers are tried in order; configured users come first, anonymous logins last when allowed.</summary>
     public StateMeshNode(
@@ -38,17 +39,27 @@ public sealed class StateMeshNode : IAsyncDisposable
         _options = options.Value;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("StateMesh.Node");
         _metrics = new StateMeshMetrics(meterFactory);
+        var time = timeProvider ?? TimeProvider.System;
+        var custom = (authenticationHandlers ?? []).ToList();
+        var strategies = new Dictionary<string, IAuthenticationHandler[]>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["users"] = _options.Users.Count > 0 ? [new ConfiguredUsersAuthenticationHandler(options)] : [],
+            ["http"] = _options.Auth.Http.EndpointUrl is not null ? [_httpAuthentication = new HttpAuthenticationHandler(_options.Auth.Http, _logger, time)] : [],
+            ["storage"] = _options.Auth.Storage.Enabled ? [new StorageAuthenticationHandler(_options.Auth.Storage, () => _engine!.Records)] : [],
+            ["handlers"] = [.. custom],
+            // Anyone may log in by default only when nothing else says who may.
+            ["anonymous"] = _options.AllowAnonymous ?? (_options.Users.Count == 0 && _options.Auth.Http.EndpointUrl is null && !_options.Auth.Storage.Enabled && custom.Count == 0)
+                ? [new OpenAuthenticationHandler()] : [],
+        };
+        var order = _options.Auth.Order is { Count: > 0 } given ? given : ["users", "http", "storage", "handlers", "anonymous"];
         var handlers = new List<IAuthenticationHandler>();
-        if (_options.Users.Count > 0)
+        foreach (var strategy in order)
         {
-            handlers.Add(new ConfiguredUsersAuthenticationHandler(options));
+            handlers.AddRange(strategies.TryGetValue(strategy, out var found)
+                ? found
+                : throw new OptionsValidationException("StateMesh:Auth:Order", typeof(StateMeshOptions), [$"StateMesh:Auth:Order: unknown strategy '{strategy}' (use users, http, storage, handlers, anonymous)"]));
         }
-        handlers.AddRange(authenticationHandlers ?? []);
-        if (_options.AllowAnonymous ?? _options.Users.Count == 0)
-        {
-            handlers.Add(new OpenAuthenticationHandler());
-        }
-        _engine = new Server.NodeEngine(_options, new Server.Authenticator(handlers), _logger, timeProvider ?? TimeProvider.System, _metrics,
+        _engine = new Server.NodeEngine(_options, new Server.Authenticator(handlers), _logger, time, _metrics,
             recordStore ?? new Storage.MemoryRecordStore(), recordStorage ?? new Storage.MemoryRecordStorage(),
             clusterBus ?? new Cluster.InProcessClusterBus(), clusterRegistry ?? new Cluster.InProcessClusterRegistry());
     }
@@ -133,6 +144,7 @@ public sealed class StateMeshNode : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await StopAsync().ConfigureAwait(false);
+        _httpAuthentication?.Dispose();
         _metrics.Dispose();
     }
 }

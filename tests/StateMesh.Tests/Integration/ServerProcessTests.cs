@@ -116,6 +116,34 @@ public class ServerProcessTests
     }
 
     [Fact]
+    public async Task Jwt_logins_are_configured_from_the_command_line_and_nobody_else_gets_in()
+    {
+        const string Secret = "a-shared-secret-of-at-least-32-bytes!!";
+        await using var server = await ServerProcess.StartAsync(
+            "--StateMesh:Auth:Jwt:Issuers:0=https://issuer.test",
+            "--StateMesh:Auth:Jwt:Audiences:0=statemesh",
+            $"--StateMesh:Auth:Jwt:SigningKeys:0:Secret={Secret}");
+        var token = new Microsoft.IdentityModel.JsonWebTokens.JsonWebTokenHandler().CreateToken(new Microsoft.IdentityModel.Tokens.SecurityTokenDescriptor
+        {
+            Issuer = "https://issuer.test",
+            Audience = "statemesh",
+            Expires = DateTime.UtcNow.AddMinutes(5),
+            Claims = new Dictionary<string, object> { ["sub"] = "jwt-user" },
+            SigningCredentials = new Microsoft.IdentityModel.Tokens.SigningCredentials(new Microsoft.IdentityModel.Tokens.SymmetricSecurityKey(System.Text.Encoding.UTF8.GetBytes(Secret)), Microsoft.IdentityModel.Tokens.SecurityAlgorithms.HmacSha256),
+        });
+        var options = new StateMesh.Client.StateMeshClientOptions { MaxReconnectAttempts = 0 };
+        await using var user = await StateMesh.Client.StateMeshClient.ConnectAsync($"tcp://127.0.0.1:{server.Port}", new { token }, options);
+        await Assert.ThrowsAsync<StateMesh.Client.StateMeshAuthenticationException>(() => StateMesh.Client.StateMeshClient.ConnectAsync($"tcp://127.0.0.1:{server.Port}", new { username = "anyone" }, options));
+    }
+
+    [Fact]
+    public async Task Jwt_options_without_a_key_end_with_one_line()
+    {
+        var line = await RefusedAsync("--StateMesh:Auth:Jwt:Issuers:0=https://issuer.test");
+        Assert.Contains("StateMesh:Auth:Jwt needs at least one of each of Issuers, Audiences and SigningKeys", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_hash_command_prints_a_hash_that_verifies()
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false };

@@ -93,6 +93,22 @@ internal sealed class ListenClient(StateMeshClient client, Topic topic)
     /// <summary>True when the message was a listening message.</summary>
     public bool Handle(Message message)
     {
+        if (message.OriginalAction == Action(EventAction.Listen, RecordAction.Listen) && message.Name is { } refusedPattern
+            && (message.Action == Action(EventAction.MessageDenied, RecordAction.MessageDenied) || message.Action == Action(EventAction.MessagePermissionError, RecordAction.MessagePermissionError)))
+        {
+            // The permissions refused the pattern: the listener hears it as the end of its offers.
+            IObserver<ListenOffer>? refused = null;
+            lock (Gate)
+            {
+                if (_patterns.Remove(refusedPattern, out var listening))
+                {
+                    CancelAll(listening);
+                    refused = listening.Observer;
+                }
+            }
+            refused?.OnError(new StateMeshProtocolException($"The node refused to let this client listen to '{refusedPattern}': {ActionNames.Of(topic, message.Action)}.", topic, message.Action));
+            return refused is not null;
+        }
         var found = Action(EventAction.SubscriptionForPatternFound, RecordAction.SubscriptionForPatternFound);
         var removed = Action(EventAction.SubscriptionForPatternRemoved, RecordAction.SubscriptionForPatternRemoved);
         var timeout = Action(EventAction.ListenResponseTimeout, RecordAction.ListenResponseTimeout);

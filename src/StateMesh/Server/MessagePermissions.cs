@@ -59,31 +59,41 @@ internal static class MessagePermissions
     public static async ValueTask<Message?> FilterAsync(PermissionGate gate, Session session, Message message)
     {
         var check = CheckOf(message)!.Value;
-        var names = check.Bulk ? message.Names is { Length: > 0 } many ? many : message.Name is { } one ? [one] : null : [message.Name ?? ""];
-        if (names is null)
+        if (!check.Bulk || message.Names is not { Length: > 0 })
         {
-            return message; // the topic answers a message without names with its own error
-        }
-        List<string>? allowed = null;
-        var refused = false;
-        foreach (var name in names)
-        {
+            if (check.Bulk && message.Name is null)
+            {
+                return message; // the topic answers a message without names with its own error
+            }
+            var name = message.Name ?? "";
             var verdict = await CheckOneAsync(gate, session, message, check, name).ConfigureAwait(false);
             if (verdict.IsAllowed)
             {
-                (allowed ??= new List<string>(names.Length)).Add(name);
+                return message;
             }
-            else
-            {
-                refused = true;
-                gate.Refuse(session, message, name, verdict);
-            }
+            gate.Refuse(session, message, name, verdict);
+            return null;
         }
-        if (!refused)
+        var names = message.Names;
+        // Most messages are allowed whole: a list of the allowed names is made only once one is refused.
+        List<string>? allowed = null;
+        for (var i = 0; i < names.Length; i++)
+        {
+            var name = names[i];
+            var verdict = await CheckOneAsync(gate, session, message, check, name).ConfigureAwait(false);
+            if (verdict.IsAllowed)
+            {
+                allowed?.Add(name);
+                continue;
+            }
+            allowed ??= [.. names[..i]];
+            gate.Refuse(session, message, name, verdict);
+        }
+        if (allowed is null)
         {
             return message;
         }
-        return allowed is null ? null : message with { Names = [.. allowed], Name = message.Names is { Length: > 0 } ? message.Name : allowed[0] };
+        return allowed.Count == 0 ? null : message with { Names = [.. allowed] };
     }
 
     private static async ValueTask<Verdict> CheckOneAsync(PermissionGate gate, Session session, Message message, Check check, string name)

@@ -1,3 +1,5 @@
+using System.Reactive.Linq;
+using System.Reactive.Threading.Tasks;
 using System.Text.Json.Nodes;
 using StateMesh.Client;
 using StateMesh.Tests.Support;
@@ -180,6 +182,26 @@ public sealed class PermissionTests : IAsyncLifetime
         Assert.Contains("MessagePermissionError", error.Message, StringComparison.Ordinal);
         Assert.True((await _bob.Records.SetDataWithAckAsync("still/works", Json("{}"))).Succeeded);
         Assert.Equal(1, await _ana.Records.HeadAsync("still/works"));
+    }
+
+    [Fact]
+    public async Task Listening_and_notify_follow_their_rules_and_a_bulk_subscription_is_refused_name_by_name()
+    {
+        var recordOffers = _bob.Records.Listen("locked");
+        var refusedListen = await Assert.ThrowsAnyAsync<Exception>(() => recordOffers.FirstAsync().ToTask().WaitAsync(TimeSpan.FromSeconds(3)));
+        Assert.IsNotType<TimeoutException>(refusedListen);
+
+        await Assert.ThrowsAsync<StateMeshProtocolException>(() => _ana.Records.NotifyAsync(["counter/up"]));
+        await _bob.Records.NotifyAsync(["counter/up"]);
+
+        // Two names in one SUBSCRIBE: the refused one fails, the allowed one is served.
+        var open = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var both = Task.WhenAll(
+            _ana.Events.SubscribeAsync<string>("closed/a", _ => { }),
+            _ana.Events.SubscribeAsync<string>("open/a", v => open.TrySetResult(v)));
+        await Assert.ThrowsAsync<StateMeshProtocolException>(() => both);
+        await _bob.Events.PublishAsync("open/a", "served");
+        Assert.Equal("served", await open.Task.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)

@@ -14,6 +14,8 @@ public static class JwtStateMeshBuilderExtensions
     public static IStateMeshBuilder AddJwtAuthentication(this IStateMeshBuilder builder, Action<JwtAuthenticationOptions> configure)
     {
         builder.Services.AddOptions<JwtAuthenticationOptions>().Configure(configure).Validate(Valid, Problem).ValidateOnStart();
+        // A node that checks tokens lets nobody in without one, unless StateMesh:AllowAnonymous says otherwise.
+        builder.Services.PostConfigure<StateMesh.StateMeshOptions>(o => o.AllowAnonymous ??= false);
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IAuthenticationHandler, JwtAuthenticationHandler>());
         return builder;
     }

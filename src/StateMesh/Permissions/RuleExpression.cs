@@ -557,76 +557,26 @@ internal sealed class RuleExpression
             return new Conditional(test, then, otherwise);
         }
 
-        private Node Nullish()
-        {
-            var left = Or();
-            while (TakeIf("??"))
-            {
-                left = new Logical("??", left, Or());
-            }
-            return left;
-        }
+        // Binary operators by precedence, loosest first; each level is left-associative, as in JavaScript.
+        private static readonly string[][] Levels =
+        [
+            ["??"], ["||"], ["&&"], ["===", "!==", "==", "!="], ["<", ">", "<=", ">="], ["+", "-"], ["*", "/", "%"],
+        ];
 
-        private Node Or()
-        {
-            var left = And();
-            while (TakeIf("||"))
-            {
-                left = new Logical("||", left, And());
-            }
-            return left;
-        }
+        private Node Nullish() => Level(0);
 
-        private Node And()
+        private Node Level(int level)
         {
-            var left = Equality();
-            while (TakeIf("&&"))
+            if (level == Levels.Length)
             {
-                left = new Logical("&&", left, Equality());
+                return UnaryExpression();
             }
-            return left;
-        }
-
-        private Node Equality()
-        {
-            var left = Relational();
-            while (Peek.Kind == TokenKind.Punct && Peek.Text is "===" or "!==" or "==" or "!=")
+            var left = Level(level + 1);
+            while (Peek.Kind == TokenKind.Punct && Array.IndexOf(Levels[level], Peek.Text) >= 0)
             {
                 var op = Take().Text;
-                left = new Binary(op, left, Relational());
-            }
-            return left;
-        }
-
-        private Node Relational()
-        {
-            var left = Additive();
-            while (Peek.Kind == TokenKind.Punct && Peek.Text is "<" or ">" or "<=" or ">=")
-            {
-                var op = Take().Text;
-                left = new Binary(op, left, Additive());
-            }
-            return left;
-        }
-
-        private Node Additive()
-        {
-            var left = Multiplicative();
-            while (Peek.Kind == TokenKind.Punct && Peek.Text is "+" or "-")
-            {
-                var op = Take().Text;
-                left = new Binary(op, left, Multiplicative());
-            }
-            return left;
-        }
-
-        private Node Multiplicative()
-        {
-            var left = UnaryExpression();
-            while (Peek.Kind == TokenKind.Punct && Peek.Text is "*" or "/" or "%")
-            {
-                var op = Take().Text;
-                left = new Binary(op, left, UnaryExpression());
+                var right = Level(level + 1);
+                left = op is "??" or "||" or "&&" ? new Logical(op, left, right) : new Binary(op, left, right);
             }
             return left;
         }

@@ -47,8 +47,9 @@ public sealed class StateMeshNode : IAsyncDisposable
             ["http"] = _options.Auth.Http.EndpointUrl is not null ? [_httpAuthentication = new HttpAuthenticationHandler(_options.Auth.Http, _logger, time)] : [],
             ["storage"] = _options.Auth.Storage.Enabled ? [new StorageAuthenticationHandler(_options.Auth.Storage, () => _engine!.Records)] : [],
             ["handlers"] = [.. custom],
-            // Anyone may log in by default only when nothing else says who may.
-            ["anonymous"] = _options.AllowAnonymous ?? (_options.Users.Count == 0 && _options.Auth.Http.EndpointUrl is null && !_options.Auth.Storage.Enabled && custom.Count == 0)
+            // By default anyone may log in only when no users, webhook or storage users say who may (a handler added in
+            // code decides for itself: JWT logins turn anonymous logins off unless AllowAnonymous says otherwise).
+            ["anonymous"] = _options.AllowAnonymous ?? (_options.Users.Count == 0 && _options.Auth.Http.EndpointUrl is null && !_options.Auth.Storage.Enabled)
                 ? [new OpenAuthenticationHandler()] : [],
         };
         var order = _options.Auth.Order is { Count: > 0 } given ? given : ["users", "http", "storage", "handlers", "anonymous"];

@@ -34,12 +34,12 @@ public sealed class PermissionReloadTests : IDisposable
         Assert.True((await client.Records.SetDataWithAckAsync("r", new JsonObject { ["n"] = 1 })).Succeeded);
 
         await File.WriteAllTextAsync(FilePath, Rules("\"data.n > 5\""));
-        await WaitUntilAsync(() => node.Engine.Permissions.Reloads == 1);
+        await Client.ClientEventsTests.WaitUntilAsync(() => node.Engine.Permissions.Reloads == 1, TimeSpan.FromSeconds(15));
         Assert.Contains("MessageDenied", (await client.Records.SetDataWithAckAsync("r", new JsonObject { ["n"] = 2 })).Error, StringComparison.Ordinal);
         Assert.True((await client.Records.SetDataWithAckAsync("r", new JsonObject { ["n"] = 6 })).Succeeded);
 
         await File.WriteAllTextAsync(FilePath, Rules("\"data.n >\""));
-        await WaitUntilAsync(() => logs.Lines.Any(l => l.Contains("Permissions not reloaded", StringComparison.Ordinal)));
+        await Client.ClientEventsTests.WaitUntilAsync(() => logs.Lines.Any(l => l.Contains("Permissions not reloaded", StringComparison.Ordinal)));
         Assert.Contains(logs.Lines, l => l.Contains("Permissions not reloaded", StringComparison.Ordinal) && l.Contains("record \"*\" write", StringComparison.Ordinal) && l.Contains("ends too early", StringComparison.Ordinal));
         Assert.Equal(1, node.Engine.Permissions.Reloads);
         Assert.Contains("MessageDenied", (await client.Records.SetDataWithAckAsync("r", new JsonObject { ["n"] = 3 })).Error, StringComparison.Ordinal);
@@ -55,16 +55,6 @@ public sealed class PermissionReloadTests : IDisposable
         var line = Assert.Single(output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         Assert.StartsWith("StateMesh.Server: bad configuration:", line, StringComparison.Ordinal);
         Assert.Contains("record \"*\" write: a rule can't contain the new keyword", line, StringComparison.Ordinal);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "timed out waiting");
-            await Task.Delay(20);
-        }
     }
 
     public void Dispose() => _directory.Delete(recursive: true);

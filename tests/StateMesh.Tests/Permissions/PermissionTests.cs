@@ -60,7 +60,7 @@ public sealed class PermissionTests : IAsyncLifetime
         var seen = await _bob.Records.SnapshotAsync<JsonObject>("profile/ana");
         Assert.Equal(("Ana", 1), (seen!.Value["name"]!.GetValue<string>(), seen.Version));
         Assert.True((await _ana.Records.SetDataWithAckAsync("profile/ana", "name", "Ana B.")).Succeeded);
-        await WaitUntilAsync(() => { lock (changes) { return changes.Any(c => c.Contains("Ana B.", StringComparison.Ordinal)); } });
+        await Client.ClientEventsTests.WaitUntilAsync(() => { lock (changes) { return changes.Any(c => c.Contains("Ana B.", StringComparison.Ordinal)); } });
         lock (changes)
         {
             Assert.DoesNotContain(changes, c => c.Contains("Mallory", StringComparison.Ordinal));
@@ -132,9 +132,9 @@ public sealed class PermissionTests : IAsyncLifetime
         using var admin = await _bob.Events.SubscribeAsync<string>("admin-only", v => { lock (received) { received.Add(v); } });
         await _bob.Events.PublishAsync("admin-only", "from bob");      // bob's role is user: denied
         await _ana.Events.PublishAsync("admin-only", "from ana");      // ana's serverData role is admin
-        await WaitUntilAsync(() => { lock (received) { return received.Count > 0; } });
+        await Client.ClientEventsTests.WaitUntilAsync(() => { lock (received) { return received.Count > 0; } });
         await _ana.Events.PublishAsync("admin-only", "again");
-        await WaitUntilAsync(() => { lock (received) { return received.Count > 1; } });
+        await Client.ClientEventsTests.WaitUntilAsync(() => { lock (received) { return received.Count > 1; } });
         lock (received)
         {
             Assert.Equal(["from ana", "again"], received);
@@ -202,15 +202,5 @@ public sealed class PermissionTests : IAsyncLifetime
         await Assert.ThrowsAsync<StateMeshProtocolException>(() => both);
         await _bob.Events.PublishAsync("open/a", "served");
         Assert.Equal("served", await open.Task.WaitAsync(TimeSpan.FromSeconds(10)));
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "timed out waiting");
-            await Task.Delay(20);
-        }
     }
 }

@@ -10,7 +10,7 @@ namespace StateMesh.Tests.Support;
 internal static class PackedPackages
 {
     /// <summary>Every package under src/ (the runnable server is not a package).</summary>
-    public static readonly string[] Packages = ["StateMesh", "StateMesh.Sqlite", "StateMesh.Postgres", "StateMesh.Redis", "StateMesh.Deepstream", "StateMesh.AspNetCore"];
+    public static readonly string[] Packages = ["StateMesh", "StateMesh.Sqlite", "StateMesh.Postgres", "StateMesh.Redis", "StateMesh.Deepstream", "StateMesh.AspNetCore", "StateMesh.Jwt"];
 
     /// <summary>Projects under src/ that ship inside another package rather than as one of their own.</summary>
     public static readonly string[] Bundled = ["StateMesh.Generators"];

@@ -4,6 +4,7 @@
 //   phase "concurrent": many rounds of both pages adding todos at the same moment; no todo is lost, and both pages
 //                       end with the same list
 //   phase "restart":    after the node restarted, a fresh page still shows "buy milk", completed
+//   phase "add" <title>, "expect" <title>: one todo added by a user; a fresh page shows a todo (for the webhook bridge)
 import { chromium } from 'playwright-core'
 
 const [base, phase, roundsArg] = process.argv.slice(2)
@@ -122,6 +123,16 @@ try {
     // The adds must really have collided, or this phase proved nothing.
     check(merges > 0, 'no write of the list ever conflicted: the adds were not concurrent')
     console.log(`concurrent: ${rounds} rounds, ${inA.length - before} todos added, ${merges} merges`)
+  } else if (phase === 'add') {
+    // One todo added by a user, confirmed by the node. argv: the title.
+    const a = await open()
+    await add(a, roundsArg)
+    await a.waitForFunction(() => window.todomvc.pending() === 0, null, { timeout })
+    await item(a, roundsArg).waitFor({ timeout })
+  } else if (phase === 'expect') {
+    // A fresh page shows a todo with this title (one that arrived some other way). argv: the title.
+    const c = await open()
+    await item(c, roundsArg).waitFor({ timeout })
   } else if (phase === 'restart') {
     const c = await open()
     await c.locator('#todo-list li.completed', { hasText: 'buy milk' }).waitFor({ timeout })

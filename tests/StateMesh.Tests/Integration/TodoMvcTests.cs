@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using StateMesh.Tests.Support;
 
 namespace StateMesh.Tests.Integration;
@@ -18,72 +17,42 @@ public sealed class TodoMvcTests : IDisposable
         Assert.True(code == 0, "npm run build of the TodoMvc page failed:\n" + output);
     }
 
-    private sealed class TodoMvcProcess : IAsyncDisposable
-    {
-        private readonly Process _process;
-        private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private static SampleProcess TodoMvc(int port, string data) =>
+        new("TodoMvc", "--urls", $"http://127.0.0.1:{port}", $"--DataDirectory={data}", "--webroot", Path.Combine(Root, "samples", "TodoMvc", "wwwroot"));
 
-        public TodoMvcProcess(int port, string data)
-        {
-            var dll = Path.Combine(Root, "samples", "TodoMvc", "bin", new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name, "net10.0", "TodoMvc.dll");
-            Assert.True(File.Exists(dll), "the sample was not built: " + dll);
-            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var arg in new[] { dll, "--urls", $"http://127.0.0.1:{port}", $"--DataDirectory={data}", "--webroot", Path.Combine(Root, "samples", "TodoMvc", "wwwroot") })
-            {
-                start.ArgumentList.Add(arg);
-            }
-            _process = new Process { StartInfo = start };
-            _process.OutputDataReceived += (_, e) => { if (e.Data?.Contains("Now listening on", StringComparison.Ordinal) == true) { _listening.TrySetResult(); } };
-            _process.ErrorDataReceived += (_, _) => { };
-            _process.Start();
-            _process.BeginOutputReadLine();
-            _process.BeginErrorReadLine();
-        }
+    private static readonly Lazy<Task> Prepared = new(PrepareOnceAsync);
 
-        public Task Listening => _listening.Task.WaitAsync(TimeSpan.FromSeconds(30));
+    /// <summary>Builds the page (npm) and the e2e driver's packages, once per test run (tests of several classes use them).</summary>
+    internal static Task PreparePageAsync() => Prepared.Value;
 
-        public async ValueTask DisposeAsync()
-        {
-            if (!_process.HasExited)
-            {
-                using (var kill = Process.Start("kill", ["-INT", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-                {
-                    await kill.WaitForExitAsync();
-                }
-                try
-                {
-                    await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(15));
-                }
-                catch (TimeoutException)
-                {
-                    _process.Kill(entireProcessTree: true);
-                }
-            }
-            _process.Dispose();
-        }
-    }
-
-    [Fact]
-    public async Task Todos_added_ticked_edited_filtered_and_cleared_in_one_browser_appear_in_the_other_concurrent_adds_are_never_lost_and_all_survive_a_node_restart()
+    private static async Task PrepareOnceAsync()
     {
         var chromium = Environment.GetEnvironmentVariable("CHROMIUM") ?? "/usr/bin/chromium";
         Assert.True(File.Exists(chromium), $"Chromium is required at {chromium} (Debian package chromium; .ci/run installs it).");
         await BuildPageAsync();
         await Repository.EnsureNpmPackagesAsync(Path.Combine("tests", "e2e"));
+    }
+
+    internal static SampleProcess StartTodoMvc(int port, string data) => TodoMvc(port, data);
+
+    [Fact]
+    public async Task Todos_added_ticked_edited_filtered_and_cleared_in_one_browser_appear_in_the_other_concurrent_adds_are_never_lost_and_all_survive_a_node_restart()
+    {
+        await PreparePageAsync();
         var port = Client.ClientEventsTests.FreePort();
         var e2e = Path.Combine(Root, "tests", "e2e");
-        await using (var first = new TodoMvcProcess(port, _data.FullName))
+        await using (var first = TodoMvc(port, _data.FullName))
         {
-            await first.Listening;
+            await first.ListeningAsync();
             var (code, output) = await Repository.RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "sync"], e2e, TimeSpan.FromSeconds(90));
             Assert.True(code == 0 && output.Contains("OK sync", StringComparison.Ordinal), output);
             // 30 rounds of both pages adding three todos each at the same moment: none lost, every page the same.
             (code, output) = await Repository.RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "concurrent", "30"], e2e, TimeSpan.FromSeconds(120));
             Assert.True(code == 0 && output.Contains("OK concurrent", StringComparison.Ordinal), output);
         }
-        await using (var second = new TodoMvcProcess(port, _data.FullName))
+        await using (var second = TodoMvc(port, _data.FullName))
         {
-            await second.Listening;
+            await second.ListeningAsync();
             var (code, output) = await Repository.RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "restart"], e2e, TimeSpan.FromSeconds(90));
             Assert.True(code == 0 && output.Contains("OK restart", StringComparison.Ordinal), output);
         }

@@ -46,7 +46,7 @@ internal sealed class JwtAuthenticationHandler : IAuthenticationHandler
             }
             else if (key.PublicKeyPem is { Length: > 0 } pem)
             {
-                made = pem.Contains("EC", StringComparison.Ordinal) && !pem.Contains("RSA", StringComparison.Ordinal) ? Ecdsa(pem) : Rsa(pem);
+                made = PublicKey(pem);
             }
             else
             {
@@ -58,14 +58,8 @@ internal sealed class JwtAuthenticationHandler : IAuthenticationHandler
         return result;
     }
 
-    private static SecurityKey Rsa(string pem)
-    {
-        var rsa = RSA.Create();
-        rsa.ImportFromPem(pem);
-        return new RsaSecurityKey(rsa);
-    }
-
-    private static SecurityKey Ecdsa(string pem)
+    /// <summary>A public key in PEM, whichever it is: the key's own algorithm decides (an ECDSA key, else RSA).</summary>
+    private static SecurityKey PublicKey(string pem)
     {
         var ecdsa = ECDsa.Create();
         try
@@ -73,10 +67,20 @@ internal sealed class JwtAuthenticationHandler : IAuthenticationHandler
             ecdsa.ImportFromPem(pem);
             return new ECDsaSecurityKey(ecdsa);
         }
-        catch (CryptographicException)
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
         {
             ecdsa.Dispose();
-            return Rsa(pem);
+        }
+        var rsa = RSA.Create();
+        try
+        {
+            rsa.ImportFromPem(pem);
+            return new RsaSecurityKey(rsa);
+        }
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+        {
+            rsa.Dispose();
+            throw new OptionsValidationException(JwtAuthenticationOptions.SectionName, typeof(JwtAuthenticationOptions), [$"{JwtAuthenticationOptions.SectionName}:SigningKeys: a PublicKeyPem is neither an ECDSA nor an RSA public key ({ex.Message})"]);
         }
     }
 

@@ -21,7 +21,7 @@ internal sealed class HttpAuthenticationHandler : IAuthenticationHandler, IDispo
         _options = options;
         _logger = logger;
         _time = time;
-        _http = new HttpClient(handler ?? new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(2), AllowAutoRedirect = true, MaxAutomaticRedirections = 2 })
+        _http = new HttpClient(handler ?? new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(2), AllowAutoRedirect = false })
         {
             Timeout = Timeout.InfiniteTimeSpan, // each attempt has its own
         };
@@ -60,7 +60,6 @@ internal sealed class HttpAuthenticationHandler : IAuthenticationHandler, IDispo
             try
             {
                 response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token).ConfigureAwait(false);
-                text = await ReadBoundedAsync(response, timeout.Token).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is HttpRequestException or IOException || ex is OperationCanceledException && !cancellationToken.IsCancellationRequested)
             {
@@ -73,6 +72,25 @@ internal sealed class HttpAuthenticationHandler : IAuthenticationHandler, IDispo
             }
             using (response)
             {
+                try
+                {
+                    text = await ReadBoundedAsync(response, timeout.Token).ConfigureAwait(false);
+                }
+                catch (InvalidDataException ex)
+                {
+                    // Too much to be an answer: a refusal, not something to ask again.
+                    AuthLog.WebhookFailed(_logger, _options.EndpointUrl!.ToString(), attempt + 1, ex.Message);
+                    return _options.ReportInvalidParameters ? AuthenticationResult.Failure(new JsonObject { ["error"] = "the login webhook answered with too much" }) : null;
+                }
+                catch (Exception ex) when (ex is HttpRequestException or IOException || ex is OperationCanceledException && !cancellationToken.IsCancellationRequested)
+                {
+                    AuthLog.WebhookFailed(_logger, _options.EndpointUrl!.ToString(), attempt + 1, ex is OperationCanceledException ? $"no answer within {_options.RequestTimeout}" : ex.Message);
+                    if (last)
+                    {
+                        return GaveUp();
+                    }
+                    continue;
+                }
                 var status = (int)response.StatusCode;
                 if (_options.RetryStatusCodes.Contains(status))
                 {
@@ -164,7 +182,7 @@ internal sealed class HttpAuthenticationHandler : IAuthenticationHandler, IDispo
         }
         if (read > Max)
         {
-            throw new IOException($"the webhook answered with more than {Max} bytes");
+            throw new InvalidDataException($"the webhook answered with more than {Max} bytes");
         }
         return Encoding.UTF8.GetString(buffer, 0, read);
     }

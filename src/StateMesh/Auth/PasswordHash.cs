@@ -15,6 +15,7 @@ public static class PasswordHash
     /// <summary>The iterations of a new hash: OWASP's recommendation for PBKDF2 with HMAC-SHA256.</summary>
     public const int DefaultIterations = 600_000;
     private const int SaltBytes = 16;
+    private const int MaxIterations = 10 * DefaultIterations;
     private const int HashBytes = 32;
 
     /// <summary>Makes a hash of <paramref name="password"/> with a fresh random salt.</summary>
@@ -74,7 +75,8 @@ public static class PasswordHash
         iterations = 0;
         salt = expected = [];
         var parts = hash.Split('$');
-        if (parts.Length != 4 || parts[0] != Scheme || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out iterations) || iterations < 1)
+        // A hash with more iterations than anyone makes would only tie up a login check: not a hash.
+        if (parts.Length != 4 || parts[0] != Scheme || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out iterations) || iterations < 1 || iterations > MaxIterations)
         {
             return false;
         }

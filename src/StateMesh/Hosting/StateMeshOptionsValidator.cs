@@ -35,6 +35,10 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
         {
             errors.Add("StateMesh:Auth:Storage:Table must be a record name prefix such as 'users'.");
         }
+        else if (options.Auth.Storage.Enabled)
+        {
+            StorageTableIsClosed(errors, options);
+        }
         foreach (var strategy in options.Auth.Order)
         {
             if (strategy is not ("users" or "http" or "storage" or "handlers" or "anonymous"))
@@ -64,6 +68,45 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
             Json(errors, $"StateMesh:Users:{user}:ServerData", u.ServerData);
         }
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    /// <summary>
+    /// Users kept as records hold password hashes and the serverData rules trust: clients must not read or change them,
+    /// so storage-backed logins need permissions that refuse every action on the table.
+    /// </summary>
+    private static void StorageTableIsClosed(List<string> errors, StateMeshOptions options)
+    {
+        var table = options.Auth.Storage.Table;
+        StateMesh.Permissions.PermissionRules rules;
+        try
+        {
+            if (options.Permissions.Path is { Length: > 0 } path)
+            {
+                rules = StateMesh.Permissions.PermissionRules.Load(System.IO.Path.GetFullPath(path));
+            }
+            else if (options.Permissions.Rules is { Length: > 0 } text)
+            {
+                rules = StateMesh.Permissions.PermissionRules.Parse(text, yaml: true, "StateMesh:Permissions:Rules");
+            }
+            else
+            {
+                errors.Add($"StateMesh:Auth:Storage: users kept as records need permissions that keep clients from them, such as \"{table}/*\": {{ create: false, read: false, write: false, delete: false, listen: false, notify: false }}.");
+                return;
+            }
+        }
+        catch (StateMesh.Permissions.PermissionsException)
+        {
+            return; // said by Permissions()
+        }
+        var open = Enum.GetValues<StateMesh.Permissions.RuleType>()
+            .Where(type => type is StateMesh.Permissions.RuleType.Create or StateMesh.Permissions.RuleType.Read or StateMesh.Permissions.RuleType.Write or StateMesh.Permissions.RuleType.Delete or StateMesh.Permissions.RuleType.Listen or StateMesh.Permissions.RuleType.Notify)
+            .Where(type => rules.Find(StateMesh.Permissions.PermissionSection.Record, type, $"{table}/someone") is { Rule.Constant: not false })
+            .Select(StateMesh.Permissions.PermissionRules.RuleName)
+            .ToArray();
+        if (open.Length > 0)
+        {
+            errors.Add($"StateMesh:Auth:Storage: the permissions let clients {string.Join(", ", open)} the user records under \"{table}/\"; add \"{table}/*\" with each of them false.");
+        }
     }
 
     /// <summary>The permissions must load: a bad file stops the node at start with the file's problem, in one line.</summary>

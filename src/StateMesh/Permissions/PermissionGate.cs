@@ -228,7 +228,8 @@ internal sealed class PermissionGate : IDisposable
             (false, _) => (int)PresenceAction.MessageDenied,
             (true, _) => (int)PresenceAction.MessagePermissionError,
         };
-        session.SendRefusal(request, action, name, failed ? verdict.Reason : null);
+        // The reason stays in the node's log: it may name rules, paths and records the client has no business knowing.
+        session.SendRefusal(request, action, name, null);
     }
 
     private static PermissionSection SectionOf(Topic topic) => topic switch
@@ -314,6 +315,11 @@ internal sealed class PermissionGate : IDisposable
             catch (RuleRuntimeException ex)
             {
                 return new Verdict(PermissionOutcome.Failed, $"the rule of \"{_match.Path}\": {ex.Message}");
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or FormatException or ArgumentException or OverflowException or JsonException)
+            {
+                // Data the rule could not read (a string with a lone surrogate, say): a failed rule, never a dropped connection.
+                return new Verdict(PermissionOutcome.Failed, $"the rule of \"{_match.Path}\" could not read its data: {ex.Message}");
             }
         }
 

@@ -231,10 +231,10 @@ internal sealed class PermissionRules
                 throw new PermissionsException(Where($"missing section \"{SectionName(section)}\" (every file has record, event, rpc and presence)"));
             }
         }
-        // The longest path wins: try them longest first (stable, so equal lengths keep the file's order).
+        // The longest path wins; of paths as long, the last in the file (as in deepstream). Tried longest first.
         foreach (var key in rules._byType.Keys.ToArray())
         {
-            rules._byType[key] = [.. rules._byType[key].OrderByDescending(p => p.Path.Length)];
+            rules._byType[key] = [.. rules._byType[key].AsEnumerable().Reverse().OrderByDescending(p => p.Path.Length)];
         }
         return rules;
     }

@@ -218,7 +218,14 @@ internal sealed class RuleExpression
         public override RuleValue Evaluate(RuleScope scope)
         {
             scope.Spend();
-            var name = argument.Evaluate(scope).ToJsString();
+            var value = argument.Evaluate(scope);
+            // As in deepstream: a name that is not a string, or that has "undefined" in it (built from a missing value),
+            // reads nothing, so that a rule cannot be led to a record an attacker made under such a name.
+            if (value.Kind != RuleKind.String || value.String.Contains("undefined", StringComparison.Ordinal))
+            {
+                return RuleValue.Undefined;
+            }
+            var name = value.String;
             if (++scope.Lookups > scope.MaxLookups)
             {
                 throw new RuleRuntimeException($"the rule read more than {scope.MaxLookups} records with _()");
@@ -304,9 +311,16 @@ internal sealed class RuleExpression
 
         private static RuleValue Match(string input, RuleValue pattern, RuleScope scope)
         {
-            var regex = pattern.Kind == RuleKind.List && pattern.List is RegexHolder holder ? holder.Regex : Patterns.Get(pattern.ToJsString());
+            var holder = pattern.Kind == RuleKind.List ? pattern.List as RegexHolder : null;
+            var regex = holder?.Regex ?? Patterns.Get(pattern.ToJsString());
             try
             {
+                if (holder is { Global: true })
+                {
+                    var all = regex.Matches(input).Select(m => RuleValue.Of(m.Value)).ToArray();
+                    scope.Spend(1 + all.Length);
+                    return all.Length == 0 ? RuleValue.Null : RuleValue.Of(all);
+                }
                 var match = regex.Match(input);
                 if (!match.Success)
                 {
@@ -328,9 +342,12 @@ internal sealed class RuleExpression
     }
 
     /// <summary>A regex literal travels as a value of kind List whose list is this holder (a rule cannot see it).</summary>
-    private sealed class RegexHolder(Regex regex) : List<RuleValue>
+    private sealed class RegexHolder(Regex regex, bool global) : List<RuleValue>
     {
         public Regex Regex { get; } = regex;
+
+        /// <summary>The g flag: match gives every match, not the first with its groups.</summary>
+        public bool Global { get; } = global;
     }
 
     /// <summary>Regexes built from strings at run time, kept for reuse up to a bound.</summary>
@@ -450,7 +467,7 @@ internal sealed class RuleExpression
 
     private enum TokenKind { Number, String, Regex, Name, Punct, End }
 
-    private readonly record struct Token(TokenKind Kind, string Text, int Position, double Number = 0, Regex? Regex = null);
+    private readonly record struct Token(TokenKind Kind, string Text, int Position, double Number = 0, Regex? Regex = null, bool Global = false);
 
     private sealed class Parser
     {
@@ -690,7 +707,7 @@ internal sealed class RuleExpression
                 case TokenKind.String:
                     return new Constant(RuleValue.Of(token.Text));
                 case TokenKind.Regex:
-                    return new Constant(RuleValue.Of(new RegexHolder(token.Regex!)));
+                    return new Constant(RuleValue.Of(new RegexHolder(token.Regex!, token.Global)));
                 case TokenKind.Punct when token.Text == "(":
                     var inner = Expression();
                     Expect(")");
@@ -985,8 +1002,10 @@ internal sealed class RuleExpression
                 pattern.Append(c);
             }
             var options = RegexOptions.CultureInvariant;
+            var global = false;
             while (i < _text.Length && char.IsLetter(_text[i]))
             {
+                global |= _text[i] == 'g';
                 options |= _text[i++] switch
                 {
                     'i' => RegexOptions.IgnoreCase,
@@ -998,7 +1017,7 @@ internal sealed class RuleExpression
             }
             try
             {
-                return new Token(TokenKind.Regex, _text[start..i], start, Regex: new Regex(pattern.ToString(), options, RegexTimeout));
+                return new Token(TokenKind.Regex, _text[start..i], start, Regex: new Regex(pattern.ToString(), options, RegexTimeout), Global: global);
             }
             catch (ArgumentException ex)
             {

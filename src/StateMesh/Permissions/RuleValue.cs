@@ -139,7 +139,52 @@ internal readonly struct RuleValue
         {
             return value > 0 ? "Infinity" : "-Infinity";
         }
-        return value == Math.Floor(value) && Math.Abs(value) < 1e21 ? value.ToString("0", CultureInfo.InvariantCulture) : value.ToString("R", CultureInfo.InvariantCulture);
+        if (value == 0)
+        {
+            return "0"; // -0 too
+        }
+        // JavaScript's Number::toString: the shortest digits that round-trip, in plain notation for 1e-7 < |x| < 1e21.
+        var roundTrip = value.ToString("R", CultureInfo.InvariantCulture);
+        var (digits, exponent) = Decompose(roundTrip);
+        var sign = value < 0 ? "-" : "";
+        var n = exponent + 1; // the position of the decimal point after the first digit, as in the specification
+        var k = digits.Length;
+        if (k <= n && n <= 21)
+        {
+            return sign + digits + new string('0', n - k);
+        }
+        if (0 < n && n <= 21)
+        {
+            return sign + digits[..n] + "." + digits[n..];
+        }
+        if (-6 < n && n <= 0)
+        {
+            return sign + "0." + new string('0', -n) + digits;
+        }
+        var e = n - 1;
+        var mantissa = k == 1 ? digits : digits[..1] + "." + digits[1..];
+        return sign + mantissa + "e" + (e >= 0 ? "+" : "-") + Math.Abs(e).ToString(CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>The significant digits of a round-trip number text, and the power of ten of its first digit.</summary>
+    private static (string Digits, int Exponent) Decompose(string text)
+    {
+        text = text.TrimStart('-');
+        var exponent = 0;
+        var e = text.IndexOfAny(['E', 'e']);
+        if (e >= 0)
+        {
+            exponent = int.Parse(text.AsSpan(e + 1), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+            text = text[..e];
+        }
+        var point = text.IndexOf('.', StringComparison.Ordinal);
+        var integer = point < 0 ? text : text[..point];
+        var fraction = point < 0 ? "" : text[(point + 1)..];
+        var all = (integer + fraction).TrimStart('0');
+        var leadingZeros = (integer + fraction).Length - all.Length;
+        exponent += integer.Length - 1 - leadingZeros;
+        all = all.TrimEnd('0');
+        return (all.Length == 0 ? "0" : all, exponent);
     }
 
     public int Count => Kind == RuleKind.List ? List.Count : Json.GetArrayLength();

@@ -885,12 +885,10 @@ internal sealed class RecordsTopic
                 ReadOnlyMemory<byte>? merged = null;
                 if (!_node.Permissions.IsOpen)
                 {
-                    // Checked against the record as it is, before its version: a writer that may not write learns nothing of it.
-                    if (!TryMerge(session, message, loaded.State ?? RecordState.Empty, patch, erase, tokens, out merged))
-                    {
-                        return;
-                    }
-                    var verdict = CheckWrite(session, message, name, loaded.State, upsert, erase, merged, ruleRecords ??= new(StringComparer.Ordinal), out toLoad, out parseForRule);
+                    // Checked against the record as it is, before its version: a writer that may not write learns nothing of
+                    // it, not even why a path would not apply (that is said only to a writer the rules let through).
+                    var mergeError = TryMerge(message, loaded.State ?? RecordState.Empty, patch, erase, tokens, out merged);
+                    var verdict = CheckWrite(session, message, name, loaded.State, upsert, erase, patch, merged ?? (loaded.State ?? RecordState.Empty).Data, ruleRecords ??= new(StringComparer.Ordinal), out toLoad, out parseForRule);
                     if (toLoad is not null)
                     {
                         continue;
@@ -898,6 +896,11 @@ internal sealed class RecordsTopic
                     if (!verdict.IsAllowed)
                     {
                         _node.Permissions.Refuse(session, message, name, verdict);
+                        return;
+                    }
+                    if (mergeError is not null)
+                    {
+                        session.SendError(message, (int)RecordAction.InvalidMessageData, mergeError);
                         return;
                     }
                 }
@@ -915,7 +918,7 @@ internal sealed class RecordsTopic
                         if (conflictShown is null)
                         {
                             var visible = await ShownOrEmptyAsync(name, current).ConfigureAwait(false);
-                            session.Send(WriteError(message, RecordAction.VersionExists) with { Version = visible.Version, Data = visible.Data });
+                            session.Send(WriteError(message, RecordAction.VersionExists) with { Version = visible.Version, Data = MayShow(session, name, visible) ? visible.Data : null });
                             return;
                         }
                         break;
@@ -983,7 +986,7 @@ internal sealed class RecordsTopic
                             _storageSlots.Release();
                             // Another node won this version: the writer merges as with any conflict, with what may be shown.
                             var now = await ShownOrEmptyAsync(name, swapped.Current ?? RecordState.Empty).ConfigureAwait(false);
-                            session.Send(WriteError(message, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
+                            session.Send(WriteError(message, RecordAction.VersionExists) with { Version = now.Version, Data = MayShow(session, name, now) ? now.Data : null });
                             return;
                         }
                         accepted = Task.FromResult<Task?>(Persist(name, state, excluded));
@@ -1012,7 +1015,7 @@ internal sealed class RecordsTopic
                 now = await LoadVisibleAsync(name, subscribe: null).ConfigureAwait(false);
             }
             var state = now.State ?? RecordState.Empty;
-            session.Send(WriteError(message, RecordAction.VersionExists) with { Version = state.Version, Data = state.Data });
+            session.Send(WriteError(message, RecordAction.VersionExists) with { Version = state.Version, Data = MayShow(session, name, state) ? state.Data : null });
             return;
         }
         if (message.IsWriteAck)
@@ -1021,22 +1024,43 @@ internal sealed class RecordsTopic
         }
     }
 
-    /// <summary>The record as a write would leave it (a patch applied to the current data), for the write rule's <c>data</c>.</summary>
-    private bool TryMerge(Session session, Message message, RecordState current, bool patch, bool erase, PathToken[] tokens, out ReadOnlyMemory<byte>? merged)
+    /// <summary>The record as a write would leave it (a patch applied to the current data), for the write rule's <c>data</c>; the error when the path does not apply.</summary>
+    private string? TryMerge(Message message, RecordState current, bool patch, bool erase, PathToken[] tokens, out ReadOnlyMemory<byte>? merged)
     {
         merged = null;
         if (!(patch || erase))
         {
             merged = message.Data!.Value;
-            return true;
+            return null;
         }
         if (!TryApplyPath(current.Data, tokens, erase ? null : message.Data, _options.MaxDocumentSize, out var next, out var applyError))
         {
-            session.SendError(message, (int)RecordAction.InvalidMessageData, applyError);
-            return false;
+            return applyError;
         }
         merged = next;
-        return true;
+        return null;
+    }
+
+    /// <summary>
+    /// Whether a VERSION_EXISTS may carry the record's data to this writer: only when the read rule lets it see the
+    /// record (a rule that would need another record read here, under the lock, counts as no).
+    /// </summary>
+    private bool MayShow(Session session, string name, RecordState state)
+    {
+        if (_node.Permissions.IsOpen)
+        {
+            return true;
+        }
+        if (_node.Permissions.Rules!.Find(Permissions.PermissionSection.Record, Permissions.RuleType.Read, name) is not { } match)
+        {
+            return false;
+        }
+        if (match.Rule.Constant is { } constant)
+        {
+            return constant;
+        }
+        var verdict = _node.Permissions.CheckLoaded(session.RuleUser, match, (int)RecordAction.Read, name, null, state, new(StringComparer.Ordinal), out var missing, out _);
+        return missing is null && verdict.IsAllowed;
     }
 
     /// <summary>
@@ -1044,7 +1068,7 @@ internal sealed class RecordsTopic
     /// <c>data</c> the record as the write leaves it and <c>oldData</c> as it is. Runs under the record's lock, so it
     /// reads no record: it names the ones its rules need in <paramref name="missing"/>, to be loaded outside the lock.
     /// </summary>
-    private Permissions.Verdict CheckWrite(Session session, Message message, string name, RecordState? current, bool upsert, bool erase, ReadOnlyMemory<byte>? merged, Dictionary<string, Permissions.RuleValue> loaded, out string[]? missing, out Func<RecordState?, Permissions.RuleValue>? parse)
+    private Permissions.Verdict CheckWrite(Session session, Message message, string name, RecordState? current, bool upsert, bool erase, bool patch, ReadOnlyMemory<byte>? merged, Dictionary<string, Permissions.RuleValue> loaded, out string[]? missing, out Func<RecordState?, Permissions.RuleValue>? parse)
     {
         missing = null;
         parse = null;
@@ -1059,7 +1083,7 @@ internal sealed class RecordsTopic
         }
         return erase
             ? Check(Permissions.RuleType.Delete, message.Action, data: null, out missing, out parse)
-            : Check(Permissions.RuleType.Write, message.Action, merged, out missing, out parse);
+            : Check(Permissions.RuleType.Write, patch ? (int)RecordAction.Patch : (int)RecordAction.Update, merged, out missing, out parse); // an upsert is seen as the write it makes, as in deepstream
 
         Permissions.Verdict Check(Permissions.RuleType type, int action, ReadOnlyMemory<byte>? data, out string[]? missing, out Func<RecordState?, Permissions.RuleValue>? parse)
         {
@@ -1335,7 +1359,7 @@ internal sealed class RecordsTopic
         try
         {
             var now = await ShownOrEmptyAsync(name, current).ConfigureAwait(false);
-            writer.Send(WriteError(request, RecordAction.VersionExists) with { Version = now.Version, Data = now.Data });
+            writer.Send(WriteError(request, RecordAction.VersionExists) with { Version = now.Version, Data = MayShow(writer, name, now) ? now.Data : null });
         }
         catch (Exception ex)
         {

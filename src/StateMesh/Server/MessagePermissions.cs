@@ -43,7 +43,8 @@ internal static class MessagePermissions
             RecordAction.Read or RecordAction.Head => new Check(PermissionSection.Record, RuleType.Read, Bulk: false),
             RecordAction.Listen => new Check(PermissionSection.Record, RuleType.Listen, Bulk: false),
             RecordAction.Notify => new Check(PermissionSection.Record, RuleType.Notify, Bulk: true),
-            RecordAction.Delete or RecordAction.DeleteBulk => new Check(PermissionSection.Record, RuleType.Delete, Bulk: true),
+            RecordAction.Delete => new Check(PermissionSection.Record, RuleType.Delete, Bulk: false),
+            RecordAction.DeleteBulk => new Check(PermissionSection.Record, RuleType.Delete, Bulk: true),
             _ => null,
         },
         _ => null,
@@ -75,6 +76,17 @@ internal static class MessagePermissions
             return null;
         }
         var names = message.Names;
+        // A bulk message that also names one record in Name: that name is checked too, and dropped when refused, so
+        // that a topic reading Name never acts on a name nobody checked.
+        if (message.Name is { } single && Array.IndexOf(names, single) < 0)
+        {
+            var verdict = await CheckOneAsync(gate, session, message, check, single).ConfigureAwait(false);
+            if (!verdict.IsAllowed)
+            {
+                gate.Refuse(session, message, single, verdict);
+                message = message with { Name = null };
+            }
+        }
         // Most messages are allowed whole: a list of the allowed names is made only once one is refused.
         List<string>? allowed = null;
         for (var i = 0; i < names.Length; i++)

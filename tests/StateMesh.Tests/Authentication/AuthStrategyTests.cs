@@ -22,7 +22,7 @@ public sealed class AuthStrategyTests
 {
     private const string RoleRules = """
         presence: { "*": { allow: true } }
-        record: { "*": { create: true, read: true, write: true, delete: true, listen: true, notify: true }, "users/*": { create: false, read: false, write: false, delete: false, listen: false } }
+        record: { "*": { create: true, read: true, write: true, delete: true, listen: true, notify: true }, "users/*": { create: false, read: false, write: false, delete: false, listen: false, notify: false } }
         event: { "*": { publish: true, subscribe: true, listen: true }, "admin/*": { publish: "user.data.role === 'admin'" } }
         rpc: { "*": { provide: true, request: true } }
         """;
@@ -263,6 +263,40 @@ public sealed class AuthStrategyTests
         await using var signed = await LoginAsync(node, new { token });
         await using var ana = await LoginAsync(node, new { username = "ana", password = "ana-pw" });
         Assert.Contains("rsa-user", await ana.Presence.QueryAllAsync());
+    }
+
+    [Fact]
+    public async Task A_token_signed_with_an_ecdsa_key_verifies()
+    {
+        using var ecdsa = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var token = new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = "https://issuer.test", Audience = "statemesh", Expires = DateTime.UtcNow.AddMinutes(5),
+            Claims = new Dictionary<string, object> { ["sub"] = "ec-user" },
+            SigningCredentials = new SigningCredentials(new ECDsaSecurityKey(ecdsa), SecurityAlgorithms.EcdsaSha256),
+        });
+        await using var node = await StartAsync(o => o.Users["ana"] = new StateMeshUserOptions { Password = "ana-pw" }, [Jwt(o => o.SigningKeys = [new StateMesh.Jwt.JwtSigningKey { PublicKeyPem = ecdsa.ExportSubjectPublicKeyInfoPem() }])]);
+        await using var signed = await LoginAsync(node, new { token });
+        await using var ana = await LoginAsync(node, new { username = "ana", password = "ana-pw" });
+        Assert.Contains("ec-user", await ana.Presence.QueryAllAsync());
+    }
+
+    [Fact]
+    public void Storage_users_without_permissions_that_close_their_table_are_refused_at_start()
+    {
+        var services = new ServiceCollection();
+        services.AddStateMesh(mesh => mesh.Configure(o => o.Auth.Storage.Enabled = true));
+        var open = Assert.Throws<OptionsValidationException>(() => services.BuildServiceProvider().GetRequiredService<IOptions<StateMeshOptions>>().Value);
+        Assert.Contains("users kept as records need permissions", open.Message, StringComparison.Ordinal);
+
+        var leaky = new ServiceCollection();
+        leaky.AddStateMesh(mesh => mesh.Configure(o => o.Auth.Storage.Enabled = true).AddPermissions(RoleRules.Replace("read: false, write: false", "read: true, write: false", StringComparison.Ordinal)));
+        var ex = Assert.Throws<OptionsValidationException>(() => leaky.BuildServiceProvider().GetRequiredService<IOptions<StateMeshOptions>>().Value);
+        Assert.Contains("let clients read the user records", ex.Message, StringComparison.Ordinal);
+
+        var closed = new ServiceCollection();
+        closed.AddStateMesh(mesh => mesh.Configure(o => o.Auth.Storage.Enabled = true).AddPermissions(RoleRules));
+        Assert.True(closed.BuildServiceProvider().GetRequiredService<IOptions<StateMeshOptions>>().Value.Auth.Storage.Enabled);
     }
 
     [Fact]

@@ -32,6 +32,17 @@ public sealed class PermissionRulesTests
     }
 
     [Fact]
+    public void Of_two_paths_as_long_the_last_in_the_file_decides()
+    {
+        var rules = Parse("""
+              "*": { read: true }
+              "a/$x": { read: false }
+              "a/$y": { read: "true" }
+            """);
+        Assert.Equal("a/$y", rules.Find(PermissionSection.Record, RuleType.Read, "a/1")!.Value.Path);
+    }
+
+    [Fact]
     public void Regex_characters_in_a_path_are_themselves()
     {
         var rules = Parse("""

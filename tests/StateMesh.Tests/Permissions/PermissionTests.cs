@@ -203,4 +203,54 @@ public sealed class PermissionTests : IAsyncLifetime
         await _bob.Events.PublishAsync("open/a", "served");
         Assert.Equal("served", await open.Task.WaitAsync(TimeSpan.FromSeconds(10)));
     }
+
+    private async Task<RawClient> RawBobAsync() =>
+        await RawClient.LoginAsync(_node.TcpEndPoint!.Port, """{"username":"bob","password":"bob-pw"}""");
+
+    [Fact]
+    public async Task A_delete_naming_a_second_record_in_names_deletes_only_what_was_checked()
+    {
+        Assert.True((await _ana.Records.SetDataWithAckAsync("profile/ana", Json("""{"name":"Ana"}"""))).Succeeded);
+        Assert.True((await _bob.Records.SetDataWithAckAsync("profile/bob", Json("""{"name":"Bob"}"""))).Succeeded);
+        await using var raw = await RawBobAsync();
+        await raw.SendAsync(new StateMesh.Protocol.Message { Topic = StateMesh.Protocol.Topic.Record, Action = (int)StateMesh.Protocol.RecordAction.Delete, Name = "profile/ana", Names = ["profile/bob"] });
+        var refused = await raw.ReceiveUntilAsync(m => m.IsError);
+        Assert.Equal(((int)StateMesh.Protocol.RecordAction.MessageDenied, "profile/ana"), (refused.Action, refused.Name));
+        Assert.True(await _ana.Records.HasAsync("profile/ana"));
+    }
+
+    [Fact]
+    public async Task A_refused_writer_learns_nothing_of_the_record_from_a_bad_path_or_a_conflict()
+    {
+        Assert.True((await _ana.Records.SetDataWithAckAsync("profile/ana", Json("""{"name":"Ana","tags":["a"]}"""))).Succeeded);
+        await using var raw = await RawBobAsync();
+        // A path that cannot apply (name is a string): MESSAGE_DENIED, not the error that would describe the data.
+        await raw.SendAsync(new StateMesh.Protocol.Message { Topic = StateMesh.Protocol.Topic.Record, Action = (int)StateMesh.Protocol.RecordAction.Patch, Name = "profile/ana", Version = 2, Path = "name.first", Data = "\"x\""u8.ToArray() });
+        var denied = await raw.ReceiveUntilAsync(m => m.IsError);
+        Assert.Equal((int)StateMesh.Protocol.RecordAction.MessageDenied, denied.Action);
+        Assert.Null(denied.Data);
+
+        // A write-only record: a stale write gets VERSION_EXISTS without the data the writer may not read.
+        Assert.True((await _ana.Records.SetDataWithAckAsync("dropbox/1", Json("""{"secret":"s3"}"""))).Succeeded);
+        await raw.SendAsync(new StateMesh.Protocol.Message { Topic = StateMesh.Protocol.Topic.Record, Action = (int)StateMesh.Protocol.RecordAction.Update, Name = "dropbox/1", Version = 1, Data = """{"mine":1}"""u8.ToArray() });
+        var conflict = await raw.ReceiveUntilAsync(m => m.IsError);
+        Assert.Equal(((int)StateMesh.Protocol.RecordAction.VersionExists, 1), (conflict.Action, conflict.Version));
+        Assert.Equal(0, conflict.Data?.Length ?? 0);
+    }
+
+    [Fact]
+    public async Task Data_a_rule_cannot_read_is_a_permission_error_and_the_connection_goes_on()
+    {
+        // A lone surrogate in a string: valid JSON to store, not a string .NET can make (so sent as raw bytes).
+        await using var raw = await RawBobAsync();
+        await raw.SendAsync(new StateMesh.Protocol.Message { Topic = StateMesh.Protocol.Topic.Record, Action = (int)StateMesh.Protocol.RecordAction.CreateAndUpdate, Name = "stock/odd", Version = -1, Data = """{"count":1,"note":"\udc00"}"""u8.ToArray() });
+        await Client.ClientEventsTests.WaitUntilAsync(() => _ana.Records.HeadAsync("stock/odd").Result == 1);
+        var odd = await _bob.Records.SetDataWithAckAsync("order/odd", Json("""{"item":"odd"}"""));
+        Assert.True(odd.Succeeded, odd.Error); // count is read, the odd note is not touched
+        await raw.SendAsync(new StateMesh.Protocol.Message { Topic = StateMesh.Protocol.Topic.Event, Action = (int)StateMesh.Protocol.EventAction.Emit, Name = "city/x", Data = """{"address":{"city":"\udc00"}}"""u8.ToArray() });
+        var failed = await raw.ReceiveUntilAsync(m => m.IsError);
+        Assert.Equal((int)StateMesh.Protocol.EventAction.MessagePermissionError, failed.Action);
+        Assert.Null(failed.Data); // the reason is in the node's log only
+        Assert.True((await _bob.Records.SetDataWithAckAsync("still/fine", Json("{}"))).Succeeded);
+    }
 }

@@ -56,6 +56,38 @@ public sealed class RuleExpressionTests
         Assert.Equal(expected, Run(rule, scope).IsTruthy);
     }
 
+    [Theory]
+    [InlineData("1e-7 + ''", "1e-7")]
+    [InlineData("0.000001 + ''", "0.000001")]
+    [InlineData("1e21 + ''", "1e+21")]
+    [InlineData("123456789012 + ''", "123456789012")]
+    [InlineData("123.456 + ''", "123.456")]
+    [InlineData("-0 + ''", "0")]
+    [InlineData("1 / 3 + ''", "0.3333333333333333")]
+    [InlineData("-1.5e-9 + ''", "-1.5e-9")]
+    [InlineData("'item/' + 0.5", "item/0.5")]
+    public void Numbers_become_strings_as_javascript_writes_them(string rule, string expected) => Assert.Equal(expected, Run(rule).ToJsString());
+
+    [Fact]
+    public void A_global_regex_match_gives_every_match()
+    {
+        var scope = Scope(data: """{"text":"a1 b22 c333"}""");
+        Assert.True(Run("data.text.match(/[0-9]+/g).length === 3 && data.text.match(/[0-9]+/g)[2] === '333'", scope).IsTruthy);
+        Assert.True(Run("data.text.match(/[0-9]+/)[0] === '1'", scope).IsTruthy);
+    }
+
+    [Fact]
+    public void A_cross_reference_to_a_name_built_from_a_missing_value_reads_nothing()
+    {
+        var scope = Scope(data: """{"item":"apple"}""");
+        var asked = new List<string>();
+        scope.Lookup = name => { asked.Add(name); return RuleValue.Null; };
+        Assert.False(Run("_('stock/' + data.missing) !== undefined", scope).IsTruthy);
+        Assert.False(Run("_(data.count) !== undefined", scope).IsTruthy);
+        Assert.Empty(asked);
+        Assert.Null(scope.Missing);
+    }
+
     [Fact]
     public void Path_variables_are_the_values_the_name_gave_them()
     {

@@ -622,15 +622,19 @@ internal sealed class RuleExpression
 
         private Node Postfix(Node node)
         {
+            // Once a chain has a ?., a null or undefined anywhere after it ends the chain as undefined (a?.b.c with a null).
+            var chained = false;
             while (true)
             {
                 var at = Peek;
-                var optional = TakeIf("?.");
-                if (optional || TakeIf("."))
+                var link = TakeIf("?.");
+                chained |= link;
+                var optional = chained;
+                if (link || TakeIf("."))
                 {
                     if (Peek.Kind == TokenKind.Punct && Peek.Text is "(" or "[")
                     {
-                        if (!optional)
+                        if (!link)
                         {
                             throw Error($"a name expected after '.', found '{Peek.Text}'", Peek);
                         }
@@ -669,7 +673,7 @@ internal sealed class RuleExpression
                 {
                     var key = Expression();
                     Expect("]");
-                    node = new Member(node, key, optional: false, Slice(at));
+                    node = new Member(node, key, optional: chained, Slice(at));
                     continue;
                 }
                 if (Peek.Kind == TokenKind.Punct && Peek.Text == "(")

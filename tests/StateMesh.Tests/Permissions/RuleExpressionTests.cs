@@ -46,6 +46,7 @@ public sealed class RuleExpressionTests
     [InlineData("1 + 2 + '3' === '33'", true)]
     [InlineData("data.missing ? false : true", true)]
     [InlineData("(data.missing ?? 7) === 7 && data.missing?.deeper === undefined", true)]
+    [InlineData("data.missing?.deeper.deepest === undefined && data.missing?.list[0] === undefined", true)]
     [InlineData("now > 0 && action === 18 && name === 'x'", true)]
     [InlineData("data.name.length === 4", true)]
     [InlineData("!!data.name", true)]

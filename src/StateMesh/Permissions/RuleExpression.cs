@@ -157,19 +157,28 @@ internal sealed class RuleExpression
         }
     }
 
+    /// <summary>
+    /// What a property read or call is made on: false when it is null or undefined in an optional chain (the chain is
+    /// undefined); an error when it is null or undefined elsewhere, as in JavaScript.
+    /// </summary>
+    private static bool Target(Node target, RuleScope scope, bool optional, out RuleValue value, Func<string> what, string text)
+    {
+        scope.Spend();
+        value = target.Evaluate(scope);
+        if (!value.IsNullish)
+        {
+            return true;
+        }
+        return optional ? false : throw new RuleRuntimeException($"{what()} of {value.ToJsString()} ({text})");
+    }
+
     private sealed class Member(Node target, Node key, bool optional, string text) : Node
     {
         public override RuleValue Evaluate(RuleScope scope)
         {
-            scope.Spend();
-            var value = target.Evaluate(scope);
-            if (value.IsNullish)
+            if (!Target(target, scope, optional, out var value, () => $"cannot read '{KeyText(scope)}'", text))
             {
-                if (optional)
-                {
-                    return RuleValue.Undefined;
-                }
-                throw new RuleRuntimeException($"cannot read '{KeyText(scope)}' of {value.ToJsString()} ({text})");
+                return RuleValue.Undefined;
             }
             return Get(value, key.Evaluate(scope), scope);
         }
@@ -243,15 +252,9 @@ internal sealed class RuleExpression
     {
         public override RuleValue Evaluate(RuleScope scope)
         {
-            scope.Spend();
-            var value = target.Evaluate(scope);
-            if (value.IsNullish)
+            if (!Target(target, scope, optional, out var value, () => $"cannot call '{method}'", text))
             {
-                if (optional)
-                {
-                    return RuleValue.Undefined;
-                }
-                throw new RuleRuntimeException($"cannot call '{method}' of {value.ToJsString()} ({text})");
+                return RuleValue.Undefined;
             }
             var args = new RuleValue[arguments.Length];
             for (var i = 0; i < arguments.Length; i++)

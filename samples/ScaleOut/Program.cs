@@ -70,7 +70,7 @@ using (var stop = new CancellationTokenSource())
         var watch = Stopwatch.StartNew();
         var (byProvider, failed) = await CallAsync(0, TimeSpan.FromSeconds(1));
         var total = byProvider.Values.Sum() + failed;
-        Console.WriteLine($"{total / watch.Elapsed.TotalSeconds:F0} calls/s, answered by " +
+        Console.WriteLine($"{total} calls in {watch.Elapsed.TotalSeconds:F1} s, answered by " +
             string.Join(", ", byProvider.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value}")) + (failed > 0 ? $", {failed} failed" : ""));
     }
 }
@@ -93,6 +93,7 @@ async Task<(Dictionary<string, int> ByProvider, int Failed)> CallAsync(int count
         {
             failed++;
             Console.Error.WriteLine($"call failed: {ex.Message}");
+            await Task.Delay(200); // while no node is reachable, do not spin
         }
     }
     return (byProvider, failed);

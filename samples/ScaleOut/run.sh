@@ -26,7 +26,9 @@ stop() {
   [[ -n "$stopping" ]] && return
   stopping=1
   trap '' INT TERM
-  for pid in "${CLIENT_PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  # SIGTERM: background jobs of a script start with SIGINT ignored.
+  for pid in "${CLIENT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${CLIENT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   cluster_stop
   rm -rf "$WORK" "$PGROOT"
 }
@@ -46,7 +48,7 @@ for provider in alpha:6021,6031 beta:6031,6021; do
   addresses="tcp://127.0.0.1:${ports%%,*},tcp://127.0.0.1:${ports#*,}"
   "${SAMPLE[@]}" provider "$name" "$addresses" > >(trap '' INT; exec sed -u "s/^/[$name] /") 2>&1 &
   CLIENT_PIDS+=($!)
-  echo "run.sh: provider $name is pid $! (start it again: ${SAMPLE[*]} provider $name $addresses)" >&2
+  echo "run.sh: provider $name is pid $! (start it again from the repository root: ${SAMPLE[*]} provider $name $addresses)" >&2
 done
 sleep 1
 "${SAMPLE[@]}" caller tcp://127.0.0.1:6041,tcp://127.0.0.1:6021 > >(trap '' INT; exec sed -u "s/^/[caller] /") 2>&1 &

@@ -196,7 +196,8 @@ internal sealed class PermissionGate : IDisposable
         {
             ["id"] = id,
             ["isAuthenticated"] = id is not null && id != Auth.OpenAuthenticationHandler.AnonymousId,
-            ["data"] = serverData?.DeepClone(),
+            // No serverData is an empty object, so that user.data.role is undefined (a denial), not an error.
+            ["data"] = serverData?.DeepClone() ?? new System.Text.Json.Nodes.JsonObject(),
         };
         // Kept as long as the value is used (a session's life): rules read it on every check.
         return RuleValue.Of(JsonDocument.Parse(user.ToJsonString()).RootElement);
@@ -346,6 +347,6 @@ internal static partial class PermissionLog
     [LoggerMessage(EventId = 601, EventName = "PermissionsRefused", Level = LogLevel.Error, Message = "Permissions not reloaded, the rules in force stay: {Problem}")]
     public static partial void ReloadRefused(ILogger logger, string problem);
 
-    [LoggerMessage(EventId = 602, EventName = "PermissionRuleFailed", Level = LogLevel.Warning, Message = "A {Section} rule failed for '{Name}' (MESSAGE_PERMISSION_ERROR): {Reason}")]
+    [LoggerMessage(EventId = 602, EventName = "PermissionRuleFailed", Level = LogLevel.Warning, Message = "A rule of section {Section} failed for '{Name}' (MESSAGE_PERMISSION_ERROR): {Reason}")]
     public static partial void RuleFailed(ILogger logger, string section, string name, string reason);
 }

@@ -155,7 +155,11 @@ internal sealed class PermissionRules
         {
             document = yaml ? YamlToJson.Convert(text) : JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, MaxDepth = 16 });
         }
-        catch (Exception ex) when (ex is JsonException or YamlDotNet.Core.YamlException or FormatException)
+        catch (YamlDotNet.Core.YamlException ex)
+        {
+            throw new PermissionsException($"{source}: not valid YAML at line {ex.Start.Line}, column {ex.Start.Column}: {ex.Message}");
+        }
+        catch (Exception ex) when (ex is JsonException or FormatException)
         {
             throw new PermissionsException($"{source}: not valid {(yaml ? "YAML" : "JSON")}: {ex.Message}");
         }

@@ -75,7 +75,7 @@ public sealed class PermissionRulesTests
     [InlineData("presence: { \"*\": { allow: true } }\nevent: { \"*\": { publish: true } }\nrpc: { \"*\": { request: true } }\nrecord: { \"*\": { read: true }, \"/x\": { read: true } }", "can't start with /")]
     [InlineData("presence: { \"*\": { allow: true } }\nevent: { \"*\": { publish: true } }\nrpc: { \"*\": { request: true } }\nrecord: { \"*\": { read: true }, \"a/$\": { read: true } }", "invalid variable name")]
     [InlineData("presence: { \"*\": { allow: true } }\nevent: { \"*\": { publish: true } }\nrpc: { \"*\": { request: true } }\nrecord: { \"*\": { read: \"new Date()\" } }", "record \"*\" read: a rule can't contain the new keyword")]
-    [InlineData("record: [", "not valid YAML")]
+    [InlineData("record: [", "not valid YAML at line 2, column")]
     public void A_bad_file_is_refused_with_where_and_why(string text, string reason)
     {
         var ex = Assert.Throws<PermissionsException>(() => PermissionRules.Parse(text, yaml: true, "permissions.yml"));

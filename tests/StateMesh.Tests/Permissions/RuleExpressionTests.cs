@@ -70,6 +70,17 @@ public sealed class RuleExpressionTests
     public void Numbers_become_strings_as_javascript_writes_them(string rule, string expected) => Assert.Equal(expected, Run(rule).ToJsString());
 
     [Fact]
+    public void A_user_without_server_data_has_an_empty_object_so_a_role_check_denies_instead_of_failing()
+    {
+        var scope = Scope();
+        scope.User = PermissionGate.UserValue("bob", null);
+        Assert.False(Run("user.data.role === 'admin'", scope).IsTruthy);
+        Assert.True(Run("user.isAuthenticated && user.id === 'bob'", scope).IsTruthy);
+        scope.User = PermissionGate.UserValue(StateMesh.Auth.OpenAuthenticationHandler.AnonymousId, null);
+        Assert.False(Run("user.isAuthenticated", scope).IsTruthy);
+    }
+
+    [Fact]
     public void A_global_regex_match_gives_every_match()
     {
         var scope = Scope(data: """{"text":"a1 b22 c333"}""");

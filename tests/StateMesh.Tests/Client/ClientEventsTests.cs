@@ -160,6 +160,8 @@ public class ClientEventsTests
         var node = await TestNode.StartAsync();
         var options = Fast;
         options.OfflineBufferTimeout = TimeSpan.FromMilliseconds(300);
+        // Few attempts: in a full run this test once took the whole schedule of 50 (4 minutes) before it ended.
+        options.MaxReconnectAttempts = 3;
         await using var client = await ConnectAsync(node, null, options);
         await node.DisposeAsync();
         await WaitUntilAsync(() => client.ConnectionState != ConnectionState.Open);
@@ -167,7 +169,7 @@ public class ClientEventsTests
         var ex = await Assert.ThrowsAsync<StateMeshOfflineException>(() => queued.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Contains("offline", ex.Message, StringComparison.Ordinal);
         // After the window, emits fail at once.
-        await Assert.ThrowsAsync<StateMeshOfflineException>(() => client.Events.PublishAsync("lost", 2));
+        await Assert.ThrowsAsync<StateMeshOfflineException>(() => client.Events.PublishAsync("lost", 2).WaitAsync(TimeSpan.FromSeconds(10)));
     }
 
     [Fact]

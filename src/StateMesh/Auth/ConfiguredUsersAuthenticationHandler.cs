@@ -12,18 +12,17 @@ internal sealed class ConfiguredUsersAuthenticationHandler(IOptions<StateMeshOpt
     private readonly Dictionary<string, StateMeshUserOptions> _users = options.Value.Users;
     private static readonly string DummyHash = PasswordHash.Create(Guid.NewGuid().ToString());
 
-    private static SemaphoreSlim Checks => PasswordHash.Checks;
-
     public async ValueTask<AuthenticationResult?> AuthenticateAsync(AuthenticationContext context, CancellationToken cancellationToken)
     {
-        await Checks.WaitAsync(cancellationToken).ConfigureAwait(false);
+        // At most one hash check per core at a time (PasswordHash.Checks), shared with the other password strategies.
+        await PasswordHash.Checks.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             return Check(context);
         }
         finally
         {
-            Checks.Release();
+            PasswordHash.Checks.Release();
         }
     }
 

@@ -21,7 +21,8 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
         Annotated(errors, "StateMesh:Limits", options.Limits);
         Positive(errors, "StateMesh:Limits:HttpTokenLifetime", options.Limits.HttpTokenLifetime);
         Annotated(errors, "StateMesh:Permissions", options.Permissions);
-        Permissions(errors, options.Permissions);
+        var rules = Permissions(errors, options.Permissions);
+        var permissionsBroken = rules is null && (options.Permissions.Path is { Length: > 0 } || options.Permissions.Rules is { Length: > 0 });
         Annotated(errors, "StateMesh:Auth:Http", options.Auth.Http);
         if (options.Auth.Http.EndpointUrl is { } url && (!url.IsAbsoluteUri || url.Scheme is not ("http" or "https")))
         {
@@ -35,9 +36,9 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
         {
             errors.Add("StateMesh:Auth:Storage:Table must be a record name prefix such as 'users'.");
         }
-        else if (options.Auth.Storage.Enabled)
+        else if (options.Auth.Storage.Enabled && !permissionsBroken)
         {
-            StorageTableIsClosed(errors, options);
+            StorageTableIsClosed(errors, options.Auth.Storage.Table, rules);
         }
         foreach (var strategy in options.Auth.Order)
         {
@@ -74,32 +75,14 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
     /// Users kept as records hold password hashes and the serverData rules trust: clients must not read or change them,
     /// so storage-backed logins need permissions that refuse every action on the table.
     /// </summary>
-    private static void StorageTableIsClosed(List<string> errors, StateMeshOptions options)
+    private static void StorageTableIsClosed(List<string> errors, string table, StateMesh.Permissions.PermissionRules? rules)
     {
-        var table = options.Auth.Storage.Table;
-        StateMesh.Permissions.PermissionRules rules;
-        try
+        if (rules is null)
         {
-            if (options.Permissions.Path is { Length: > 0 } path)
-            {
-                rules = StateMesh.Permissions.PermissionRules.Load(System.IO.Path.GetFullPath(path));
-            }
-            else if (options.Permissions.Rules is { Length: > 0 } text)
-            {
-                rules = StateMesh.Permissions.PermissionRules.Parse(text, yaml: true, "StateMesh:Permissions:Rules");
-            }
-            else
-            {
-                errors.Add($"StateMesh:Auth:Storage: users kept as records need permissions that keep clients from them, such as \"{table}/*\": {{ create: false, read: false, write: false, delete: false, listen: false, notify: false }}.");
-                return;
-            }
+            errors.Add($"StateMesh:Auth:Storage: users kept as records need permissions that keep clients from them, such as \"{table}/*\": {{ create: false, read: false, write: false, delete: false, listen: false, notify: false }}.");
+            return;
         }
-        catch (StateMesh.Permissions.PermissionsException)
-        {
-            return; // said by Permissions()
-        }
-        var open = Enum.GetValues<StateMesh.Permissions.RuleType>()
-            .Where(type => type is StateMesh.Permissions.RuleType.Create or StateMesh.Permissions.RuleType.Read or StateMesh.Permissions.RuleType.Write or StateMesh.Permissions.RuleType.Delete or StateMesh.Permissions.RuleType.Listen or StateMesh.Permissions.RuleType.Notify)
+        var open = new[] { StateMesh.Permissions.RuleType.Create, StateMesh.Permissions.RuleType.Read, StateMesh.Permissions.RuleType.Write, StateMesh.Permissions.RuleType.Delete, StateMesh.Permissions.RuleType.Listen, StateMesh.Permissions.RuleType.Notify }
             .Where(type => rules.Find(StateMesh.Permissions.PermissionSection.Record, type, $"{table}/someone") is { Rule.Constant: not false })
             .Select(StateMesh.Permissions.PermissionRules.RuleName)
             .ToArray();
@@ -109,29 +92,30 @@ internal sealed class StateMeshOptionsValidator : IValidateOptions<StateMeshOpti
         }
     }
 
-    /// <summary>The permissions must load: a bad file stops the node at start with the file's problem, in one line.</summary>
-    private static void Permissions(List<string> errors, PermissionOptions options)
+    /// <summary>The permissions must load: a bad file stops the node at start with the file's problem, in one line. Returns them (null: none, or not loadable).</summary>
+    private static StateMesh.Permissions.PermissionRules? Permissions(List<string> errors, PermissionOptions options)
     {
         if (options.Path is { Length: > 0 } && options.Rules is { Length: > 0 })
         {
             errors.Add("StateMesh:Permissions: set Path or Rules, not both.");
-            return;
+            return null;
         }
         try
         {
             if (options.Path is { Length: > 0 } path)
             {
-                StateMesh.Permissions.PermissionRules.Load(System.IO.Path.GetFullPath(path));
+                return StateMesh.Permissions.PermissionRules.Load(System.IO.Path.GetFullPath(path));
             }
-            else if (options.Rules is { Length: > 0 } rules)
+            if (options.Rules is { Length: > 0 } rules)
             {
-                StateMesh.Permissions.PermissionRules.Parse(rules, yaml: true, "StateMesh:Permissions:Rules");
+                return StateMesh.Permissions.PermissionRules.Parse(rules, yaml: true, "StateMesh:Permissions:Rules");
             }
         }
         catch (StateMesh.Permissions.PermissionsException ex)
         {
             errors.Add($"StateMesh:Permissions: {ex.Message}");
         }
+        return null;
     }
 
     /// <summary>The [Range] rules of a nested section (data annotations do not look inside nested objects).</summary>

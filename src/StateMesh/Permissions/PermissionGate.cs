@@ -114,17 +114,9 @@ internal sealed class PermissionGate : IDisposable
     /// </summary>
     public ValueTask<Verdict> CheckAsync(RuleValue user, PermissionSection section, RuleType type, int action, string name, ReadOnlyMemory<byte>? data = null, RecordState? oldData = null, bool oldDataKnown = false)
     {
-        if (_rules is not { } rules)
+        if (Decided(section, type, name, out var match) is { } decided)
         {
-            return ValueTask.FromResult(Verdict.Allowed);
-        }
-        if (rules.Find(section, type, name) is not { } match)
-        {
-            return ValueTask.FromResult(new Verdict(PermissionOutcome.Denied));
-        }
-        if (match.Rule.Constant is { } constant)
-        {
-            return ValueTask.FromResult(constant ? Verdict.Allowed : new Verdict(PermissionOutcome.Denied));
+            return ValueTask.FromResult(decided);
         }
         var expression = match.Rule.Expression!;
         if (!expression.UsesLookup && (!expression.UsesOldData || oldDataKnown))
@@ -176,18 +168,45 @@ internal sealed class PermissionGate : IDisposable
     }
 
     /// <summary>
-    /// Checks a rule synchronously with the records already loaded (the write path, which holds its record's lock):
-    /// <paramref name="missing"/> names the records to load first, outside the lock, before it asks again.
+    /// The verdict when no rule needs to run: open (allowed), no path (denied), or a constant; else null, with the
+    /// rule to run in <paramref name="match"/>.
     /// </summary>
-    public Verdict CheckLoaded(RuleValue user, RuleMatch match, int action, string name, ReadOnlyMemory<byte>? data, RecordState? oldData, Dictionary<string, RuleValue> loaded, out string[]? missing, out Func<RecordState?, RuleValue> parse)
+    private Verdict? Decided(PermissionSection section, RuleType type, string name, out RuleMatch match)
     {
-        var run = new Run(this, user, match, action, name, data, oldData);
+        match = default;
+        if (_rules is not { } rules)
+        {
+            return Verdict.Allowed;
+        }
+        if (rules.Find(section, type, name) is not { } found)
+        {
+            return new Verdict(PermissionOutcome.Denied);
+        }
+        match = found;
+        return found.Rule.Constant is { } constant ? (constant ? Verdict.Allowed : new Verdict(PermissionOutcome.Denied)) : null;
+    }
+
+    /// <summary>
+    /// Checks a rule synchronously with the records already loaded (the write path, which holds its record's lock):
+    /// <paramref name="missing"/> names the records to load first (<see cref="ParseRecord"/>), outside the lock,
+    /// before it asks again.
+    /// </summary>
+    public Verdict CheckLoaded(RuleValue user, PermissionSection section, RuleType type, int action, string name, ReadOnlyMemory<byte>? data, RecordState? oldData, Dictionary<string, RuleValue> loaded, out string[]? missing)
+    {
+        missing = null;
+        if (Decided(section, type, name, out var match) is { } decided)
+        {
+            return decided;
+        }
+        using var run = new Run(this, user, match, action, name, data, oldData);
         var verdict = run.Evaluate(loaded);
         missing = run.Missing is { Count: > 0 } m ? [.. m.Distinct(StringComparer.Ordinal)] : null;
-        parse = run.Parse;
-        run.Dispose();
         return verdict;
     }
+
+    /// <summary>A record as a rule reads it with <c>_()</c>; its document lives as long as the value is used.</summary>
+    public static RuleValue ParseRecord(RecordState? state) =>
+        state is { } s ? RuleValue.Of(JsonDocument.Parse(s.Data, new JsonDocumentOptions { MaxDepth = 64 }).RootElement) : RuleValue.Null;
 
     /// <summary>The user as rules see it: <c>{ id, isAuthenticated, data }</c>, data being the login's serverData.</summary>
     public static RuleValue UserValue(string? id, System.Text.Json.Nodes.JsonNode? serverData)

@@ -832,7 +832,6 @@ internal sealed class RecordsTopic
         // Records a write rule reads with _(): loaded outside the lock, then the locked part runs again with them.
         Dictionary<string, Permissions.RuleValue>? ruleRecords = null;
         string[]? toLoad = null;
-        Func<RecordState?, Permissions.RuleValue>? parseForRule = null;
         for (var attempt = 0; ; attempt++)
         {
             if (toLoad is not null)
@@ -846,7 +845,7 @@ internal sealed class RecordsTopic
                 {
                     try
                     {
-                        ruleRecords![record] = parseForRule!(await ReadForRuleAsync(record).ConfigureAwait(false));
+                        ruleRecords![record] = Permissions.PermissionGate.ParseRecord(await ReadForRuleAsync(record).ConfigureAwait(false));
                     }
                     catch (Exception ex)
                     {
@@ -888,7 +887,7 @@ internal sealed class RecordsTopic
                     // Checked against the record as it is, before its version: a writer that may not write learns nothing of
                     // it, not even why a path would not apply (that is said only to a writer the rules let through).
                     var mergeError = TryMerge(message, loaded.State ?? RecordState.Empty, patch, erase, tokens, out merged);
-                    var verdict = CheckWrite(session, message, name, loaded.State, upsert, erase, patch, merged ?? (loaded.State ?? RecordState.Empty).Data, ruleRecords ??= new(StringComparer.Ordinal), out toLoad, out parseForRule);
+                    var verdict = CheckWrite(session, message, name, loaded.State, upsert, erase, patch, merged ?? (loaded.State ?? RecordState.Empty).Data, ruleRecords ??= new(StringComparer.Ordinal), out toLoad);
                     if (toLoad is not null)
                     {
                         continue;
@@ -1047,19 +1046,7 @@ internal sealed class RecordsTopic
     /// </summary>
     private bool MayShow(Session session, string name, RecordState state)
     {
-        if (_node.Permissions.IsOpen)
-        {
-            return true;
-        }
-        if (_node.Permissions.Rules!.Find(Permissions.PermissionSection.Record, Permissions.RuleType.Read, name) is not { } match)
-        {
-            return false;
-        }
-        if (match.Rule.Constant is { } constant)
-        {
-            return constant;
-        }
-        var verdict = _node.Permissions.CheckLoaded(session.RuleUser, match, (int)RecordAction.Read, name, null, state, new(StringComparer.Ordinal), out var missing, out _);
+        var verdict = _node.Permissions.CheckLoaded(session.RuleUser, Permissions.PermissionSection.Record, Permissions.RuleType.Read, (int)RecordAction.Read, name, null, state, new(StringComparer.Ordinal), out var missing);
         return missing is null && verdict.IsAllowed;
     }
 
@@ -1068,37 +1055,23 @@ internal sealed class RecordsTopic
     /// <c>data</c> the record as the write leaves it and <c>oldData</c> as it is. Runs under the record's lock, so it
     /// reads no record: it names the ones its rules need in <paramref name="missing"/>, to be loaded outside the lock.
     /// </summary>
-    private Permissions.Verdict CheckWrite(Session session, Message message, string name, RecordState? current, bool upsert, bool erase, bool patch, ReadOnlyMemory<byte>? merged, Dictionary<string, Permissions.RuleValue> loaded, out string[]? missing, out Func<RecordState?, Permissions.RuleValue>? parse)
+    private Permissions.Verdict CheckWrite(Session session, Message message, string name, RecordState? current, bool upsert, bool erase, bool patch, ReadOnlyMemory<byte>? merged, Dictionary<string, Permissions.RuleValue> loaded, out string[]? missing)
     {
         missing = null;
-        parse = null;
-        var rules = _node.Permissions.Rules!;
         if (current is null && upsert)
         {
-            var create = Check(Permissions.RuleType.Create, (int)RecordAction.Create, data: null, out missing, out parse);
+            var create = Check(Permissions.RuleType.Create, (int)RecordAction.Create, data: null, out missing);
             if (missing is not null || !create.IsAllowed)
             {
                 return create;
             }
         }
         return erase
-            ? Check(Permissions.RuleType.Delete, message.Action, data: null, out missing, out parse)
-            : Check(Permissions.RuleType.Write, patch ? (int)RecordAction.Patch : (int)RecordAction.Update, merged, out missing, out parse); // an upsert is seen as the write it makes, as in deepstream
+            ? Check(Permissions.RuleType.Delete, message.Action, data: null, out missing)
+            : Check(Permissions.RuleType.Write, patch ? (int)RecordAction.Patch : (int)RecordAction.Update, merged, out missing); // an upsert is seen as the write it makes, as in deepstream
 
-        Permissions.Verdict Check(Permissions.RuleType type, int action, ReadOnlyMemory<byte>? data, out string[]? missing, out Func<RecordState?, Permissions.RuleValue>? parse)
-        {
-            missing = null;
-            parse = null;
-            if (rules.Find(Permissions.PermissionSection.Record, type, name) is not { } match)
-            {
-                return new Permissions.Verdict(Permissions.PermissionOutcome.Denied);
-            }
-            if (match.Rule.Constant is { } constant)
-            {
-                return constant ? Permissions.Verdict.Allowed : new Permissions.Verdict(Permissions.PermissionOutcome.Denied);
-            }
-            return _node.Permissions.CheckLoaded(session.RuleUser, match, action, name, data, current, loaded, out missing, out parse);
-        }
+        Permissions.Verdict Check(Permissions.RuleType type, int action, ReadOnlyMemory<byte>? data, out string[]? missing) =>
+            _node.Permissions.CheckLoaded(session.RuleUser, Permissions.PermissionSection.Record, type, action, name, data, current, loaded, out missing);
     }
 
     /// <summary>

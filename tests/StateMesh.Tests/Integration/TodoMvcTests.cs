@@ -17,7 +17,7 @@ public sealed class TodoMvcTests : IDisposable
         Assert.True(code == 0, "npm run build of the TodoMvc page failed:\n" + output);
     }
 
-    private static SampleProcess TodoMvc(int port, string data) =>
+    internal static SampleProcess StartTodoMvc(int port, string data) =>
         new("TodoMvc", "--urls", $"http://127.0.0.1:{port}", $"--DataDirectory={data}", "--webroot", Path.Combine(Root, "samples", "TodoMvc", "wwwroot"));
 
     private static readonly Lazy<Task> Prepared = new(PrepareOnceAsync);
@@ -33,15 +33,13 @@ public sealed class TodoMvcTests : IDisposable
         await Repository.EnsureNpmPackagesAsync(Path.Combine("tests", "e2e"));
     }
 
-    internal static SampleProcess StartTodoMvc(int port, string data) => TodoMvc(port, data);
-
     [Fact]
     public async Task Todos_added_ticked_edited_filtered_and_cleared_in_one_browser_appear_in_the_other_concurrent_adds_are_never_lost_and_all_survive_a_node_restart()
     {
         await PreparePageAsync();
         var port = Client.ClientEventsTests.FreePort();
         var e2e = Path.Combine(Root, "tests", "e2e");
-        await using (var first = TodoMvc(port, _data.FullName))
+        await using (var first = StartTodoMvc(port, _data.FullName))
         {
             await first.ListeningAsync();
             var (code, output) = await Repository.RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "sync"], e2e, TimeSpan.FromSeconds(90));
@@ -50,7 +48,7 @@ public sealed class TodoMvcTests : IDisposable
             (code, output) = await Repository.RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "concurrent", "30"], e2e, TimeSpan.FromSeconds(120));
             Assert.True(code == 0 && output.Contains("OK concurrent", StringComparison.Ordinal), output);
         }
-        await using (var second = TodoMvc(port, _data.FullName))
+        await using (var second = StartTodoMvc(port, _data.FullName))
         {
             await second.ListeningAsync();
             var (code, output) = await Repository.RunAsync("node", ["todomvc.mjs", $"http://127.0.0.1:{port}/", "restart"], e2e, TimeSpan.FromSeconds(90));
